@@ -1,0 +1,46 @@
+# The product's front door: `make up` runs the bot, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install up down status demo test lint format lock dead-letters
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	@touch $(STAMP)
+
+up: install
+	$(BIN)/python -m shared.cli up
+
+down:
+	@test -x $(BIN)/python && $(BIN)/python -m shared.cli down || true
+
+status: install
+	$(BIN)/python -m shared.cli status
+
+demo: install
+	$(BIN)/python -m shared.cli demo
+
+dead-letters: install
+	$(BIN)/python -m shared.cli dead-letters
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Regenerate the lock file after changing pyproject.toml (needs `uv`, from PyPI).
+lock:
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes \
+		--python-version 3.11 -o requirements.lock

@@ -1,0 +1,1 @@
+"""Conversation: rebuild each conversation from its events and answer each customer message."""

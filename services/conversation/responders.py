@@ -1,0 +1,104 @@
+"""Who writes the bot's reply: an OpenAI-compatible server, or built-in rules when there is
+no API key, so the product works with no account at all."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from services.conversation.domain import Conversation
+from shared.resilience import Upstream, UpstreamError
+
+log = logging.getLogger("responder")
+
+
+class Responder(Protocol):
+    name: str
+
+    async def reply(self, conversation: Conversation) -> str:
+        """The reply to the conversation's last customer turn."""
+        ...
+
+
+_GREETINGS = ("hi", "hello", "hey", "ciao", "hola", "bonjour", "hallo", "salut", "olá")
+
+
+class OfflineResponder:
+    """Deterministic rules: greets, offers help, and acknowledges everything else."""
+
+    name = "offline"
+
+    async def reply(self, conversation: Conversation) -> str:
+        last = conversation.turns[-1].text if conversation.turns else ""
+        name = conversation.customer_name.split(" ")[0] if conversation.customer_name else ""
+        hello = f"Hi {name}!" if name else "Hi!"
+        words = last.lower().strip(" !?.").split()
+        customer_turns = sum(1 for t in conversation.turns if t.role == "customer")
+        if words and words[0] in _GREETINGS:
+            return f"{hello} How can I help you today? Type 'help' to see what I can do."
+        if "help" in words or "menu" in words:
+            return (
+                "I'm the offline assistant: I read every message and answer in order. "
+                "Tell me what you need and a person will follow up."
+            )
+        if last.startswith("[location]"):
+            return f"Thanks for sharing your location: {last[len('[location] ') :]}."
+        if last.startswith("[order]"):
+            return f"Thank you for your order: {last[len('[order] ') :]}. We'll confirm it shortly."
+        if last.startswith("[shared contacts]"):
+            return "Thanks, I received the contact details."
+        prefix = f"{hello} " if customer_turns == 1 else ""
+        return f'{prefix}You said: "{last}" (message {customer_turns} of our chat).'
+
+
+class OpenAIResponder:
+    """`POST {base}/chat/completions` with the persona and the recent history."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        base_url: str,
+        api_key: str,
+        model: str,
+        persona: str,
+        history_turns: int,
+        fallback: Responder | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.model = model
+        self.persona = persona
+        self.history_turns = history_turns
+        self.fallback = fallback or OfflineResponder()
+
+    def messages(self, conversation: Conversation) -> list[dict[str, str]]:
+        history = [
+            {"role": "user" if t.role == "customer" else "assistant", "content": t.text}
+            for t in conversation.recent(self.history_turns)
+        ]
+        return [{"role": "system", "content": self.persona}, *history]
+
+    async def reply(self, conversation: Conversation) -> str:
+        body = {"model": self.model, "messages": self.messages(conversation)}
+        try:
+            answer = await self.upstream.request("POST", self.url, json=body, headers=self.headers)
+            return str(answer["choices"][0]["message"]["content"]).strip()
+        except UpstreamError as exc:
+            if exc.transient:
+                raise
+            # A 4xx will not get better by retrying (bad key, context too long): the customer
+            # still gets an answer, and the event records which responder wrote it.
+            log.error(
+                "LLM refused the request; using offline reply",
+                extra={"fields": {"status": exc.status}},
+            )
+            return await self.fallback.reply(conversation)
+        except (KeyError, IndexError, TypeError) as exc:
+            log.error(
+                "LLM answer has no content; using offline reply",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            return await self.fallback.reply(conversation)

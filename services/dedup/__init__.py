@@ -1,0 +1,1 @@
+"""Dedup: Meta's at-least-once deliveries in, exactly-once events out."""

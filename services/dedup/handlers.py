@@ -1,0 +1,166 @@
+"""Record each item of a delivery once, keyed by its natural id, and forward it.
+
+Idempotency comes from deterministic event ids (a message's id is derived from its wamid): a
+redelivery, hours later or on another instance, appends nothing new. Items are forwarded
+again on a redelivery, because a crash may have struck between the commit and the publish;
+downstream handlers recognise what they have already done.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgspec
+
+from services.dedup.split import Change, Inbound, Status, split_delivery
+from shared.broker.bus import Context, Publish
+from shared.eventstore import EventStore, NewEvent, event_id_for
+from shared.observability import metrics
+from shared.schemas import CustomerMessage, StatusUpdate, WebhookDelivery
+
+_decode = msgspec.json.Decoder().decode
+
+
+def inbox_stream(conversation_id: str) -> str:
+    return f"inbox-{conversation_id}"
+
+
+def message_stream(wamid: str) -> str:
+    return f"message-{wamid}"
+
+
+async def record_delivery(
+    store: EventStore, delivery: WebhookDelivery, ctx: Context
+) -> list[Publish]:
+    meta = {**ctx.metadata(), "delivery_id": delivery.delivery_id}
+    if not delivery.valid_json:
+        await store.append(
+            f"quarantine-{delivery.delivery_id}",
+            [
+                NewEvent(
+                    "MalformedDeliveryReceived",
+                    {
+                        "delivery_id": delivery.delivery_id,
+                        "received_at": delivery.received_at,
+                        "body_base64": delivery.body,
+                        "body_preview": base64.b64decode(delivery.body)[:200].decode(
+                            "utf-8", "replace"
+                        ),
+                    },
+                    meta,
+                    event_id_for("malformed", delivery.delivery_id),
+                )
+            ],
+        )
+        return []
+
+    items = split_delivery(_decode(delivery.body))
+    outputs: list[Publish] = []
+    async with store.transaction() as tx:
+        for item in items:
+            if isinstance(item, Inbound):
+                outputs.append(await _record_message(tx, item, delivery, meta))
+            elif isinstance(item, Status):
+                outputs.append(await _record_status(tx, item, delivery, meta))
+            else:
+                await _record_change(tx, item, delivery, meta)
+    return outputs
+
+
+async def _record_message(
+    tx: EventStore, item: Inbound, delivery: WebhookDelivery, meta: dict[str, Any]
+) -> Publish:
+    data = {
+        "conversation_id": item.conversation_id,
+        "waba_id": item.waba_id,
+        "phone_number_id": item.phone_number_id,
+        "display_phone_number": item.display_phone_number,
+        "customer": item.customer,
+        "customer_name": item.customer_name,
+        "wamid": item.wamid,
+        "type": item.type,
+        "timestamp": item.timestamp,
+        "message": item.message,
+        "contact": item.contact,
+        "delivery_id": delivery.delivery_id,
+        "received_at": delivery.received_at,
+    }
+    [appended] = await tx.append(
+        inbox_stream(item.conversation_id),
+        [NewEvent("MessageReceived", data, meta, event_id_for("message", item.wamid))],
+    )
+    if appended.duplicate:
+        metrics.dedup_duplicates.labels("message").inc()
+        stored = await tx.find(appended.event_id)
+        data = stored.data if stored else data
+    return Publish(
+        "conversation",
+        item.conversation_id,
+        CustomerMessage(
+            conversation_id=item.conversation_id,
+            seq=appended.stream_version,
+            wamid=item.wamid,
+            event=data,
+        ),
+    )
+
+
+async def _record_status(
+    tx: EventStore, item: Status, delivery: WebhookDelivery, meta: dict[str, Any]
+) -> Publish:
+    codes = ",".join(
+        str(e.get("code")) for e in item.raw.get("errors") or [] if isinstance(e, dict)
+    )
+    data = {
+        "wamid": item.wamid,
+        "status": item.status,
+        "timestamp": item.timestamp,
+        "recipient_id": item.recipient_id,
+        "conversation_id": item.conversation_id,
+        "phone_number_id": item.phone_number_id,
+        "errors": item.raw.get("errors") or [],
+        "raw": item.raw,
+        "delivery_id": delivery.delivery_id,
+    }
+    [appended] = await tx.append(
+        message_stream(item.wamid),
+        [
+            NewEvent(
+                "StatusReceived",
+                data,
+                meta,
+                event_id_for("status", item.wamid, item.status, item.timestamp, codes),
+            )
+        ],
+    )
+    if appended.duplicate:
+        metrics.dedup_duplicates.labels("status").inc()
+    return Publish(
+        "outbound",
+        item.conversation_id,
+        StatusUpdate(conversation_id=item.conversation_id, wamid=item.wamid, status=item.status),
+    )
+
+
+async def _record_change(
+    tx: EventStore, item: Change, delivery: WebhookDelivery, meta: dict[str, Any]
+) -> None:
+    [appended] = await tx.append(
+        f"account-{item.waba_id}",
+        [
+            NewEvent(
+                "ChangeReceived",
+                {
+                    "waba_id": item.waba_id,
+                    "field": item.field,
+                    "value": item.value,
+                    "delivery_id": delivery.delivery_id,
+                },
+                meta,
+                event_id_for("change", item.waba_id, item.field, item.fingerprint),
+            )
+        ],
+    )
+    if appended.duplicate:
+        metrics.dedup_duplicates.labels("change").inc()

@@ -1,0 +1,1 @@
+"""Ingress: verify Meta's signature, make the delivery durable, then answer 200."""

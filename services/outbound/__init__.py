@@ -1,0 +1,1 @@
+"""Outbound: send to the Graph API within Meta's limits and track delivery statuses."""

@@ -1,0 +1,189 @@
+"""Send replies exactly once where Meta lets us, and fold delivery statuses.
+
+Each send has an outbox stream keyed by its command id: SendStarted before the Graph API
+call, then SendSucceeded (with the wamid), SendFailed (permanent) or SendAttemptFailed
+(transient, retried). A redelivered command whose outbox is finished does nothing. One whose
+last event is SendStarted was interrupted inside the Graph API call by a crash: we cannot
+know whether Meta got it, so it is counted, recorded as SendInterrupted, and sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from services.outbound.graph import NAMES, GraphClient, PermanentSendError
+from services.outbound.lifecycle import fold
+from services.outbound.ratelimit import RateLimiter
+from shared.broker.bus import Context, Publish
+from shared.eventstore import EventStore, NewEvent
+from shared.observability import metrics
+from shared.schemas import MarkRead, SendMessage, StatusUpdate
+
+log = logging.getLogger("outbound")
+
+DONE = {"SendSucceeded", "SendFailed"}
+
+
+@dataclass
+class Deps:
+    store: EventStore
+    graph: GraphClient | None  # None: dry run, no access token configured
+    limiter: RateLimiter
+
+
+def outbox_stream(command_id: str) -> str:
+    return f"outbox-{command_id}"
+
+
+def message_stream(wamid: str) -> str:
+    return f"message-{wamid}"
+
+
+async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publish]:
+    stream = outbox_stream(cmd.command_id)
+    history = await deps.store.read_stream(stream)
+    types = [e.type for e in history]
+    if DONE.intersection(types):
+        return []
+    meta = ctx.metadata()
+    version = history[-1].version if history else -1
+    if types and types[-1] == "SendStarted":
+        metrics.uncertain_sends.inc()
+        log.warning(
+            "send interrupted by a crash; sending again",
+            extra={"fields": {"command_id": cmd.command_id}},
+        )
+        [appended] = await deps.store.append(
+            stream,
+            [NewEvent("SendInterrupted", {"attempt": types.count("SendStarted")}, meta)],
+            expected_version=version,
+        )
+        version = appended.stream_version
+    attempt = types.count("SendStarted") + 1
+    await deps.limiter.acquire(cmd.phone_number_id)
+    [appended] = await deps.store.append(
+        stream,
+        [
+            NewEvent(
+                "SendStarted",
+                {
+                    "attempt": attempt,
+                    "conversation_id": cmd.conversation_id,
+                    "seq": cmd.seq,
+                },
+                meta,
+            )
+        ],
+        expected_version=version,
+    )
+    version = appended.stream_version
+    try:
+        if deps.graph is None:
+            wamid = f"wamid.DRYRUN.{cmd.command_id}"
+        else:
+            wamid = await deps.graph.send(cmd.phone_number_id, cmd.to, cmd.payload)
+    except PermanentSendError as exc:
+        await deps.store.append(
+            stream,
+            [
+                NewEvent(
+                    "SendFailed",
+                    {
+                        "status": exc.status,
+                        "code": exc.code,
+                        "title": exc.title,
+                        "conversation_id": cmd.conversation_id,
+                        "seq": cmd.seq,
+                    },
+                    meta,
+                )
+            ],
+            expected_version=version,
+        )
+        metrics.replies_sent.labels("failed", NAMES.get(exc.code or 0, str(exc.code))).inc()
+        log.warning("send refused by Meta", extra={"fields": {"code": exc.code}})
+        return []
+    except Exception as exc:
+        # Recorded so that the next attempt knows this one ended cleanly (not a crash).
+        await deps.store.append(
+            stream,
+            [
+                NewEvent(
+                    "SendAttemptFailed",
+                    {
+                        "attempt": attempt,
+                        "error": f"{type(exc).__name__}: {exc}"[:500],
+                    },
+                    meta,
+                )
+            ],
+            expected_version=version,
+        )
+        raise
+    async with deps.store.transaction() as tx:
+        await tx.append(
+            stream, [NewEvent("SendSucceeded", {"wamid": wamid}, meta)], expected_version=version
+        )
+        await tx.append(
+            message_stream(wamid),
+            [
+                NewEvent(
+                    "MessageSent",
+                    {
+                        "wamid": wamid,
+                        "command_id": cmd.command_id,
+                        "conversation_id": cmd.conversation_id,
+                        "phone_number_id": cmd.phone_number_id,
+                        "seq": cmd.seq,
+                        "payload": cmd.payload,
+                        "dry_run": deps.graph is None,
+                    },
+                    meta,
+                )
+            ],
+        )
+    metrics.replies_sent.labels("sent", "").inc()
+    if cmd.received_at:
+        metrics.reply_latency.observe(max(0.0, time.time() - cmd.received_at))
+    return []
+
+
+async def mark_read(cmd: MarkRead, ctx: Context, deps: Deps) -> list[Publish]:
+    if deps.graph is None:
+        return []
+    try:
+        await deps.graph.mark_read(cmd.phone_number_id, cmd.wamid)
+    except Exception as exc:
+        # Cosmetic (blue ticks, typing indicator): logged and counted, never blocks replies.
+        metrics.replies_sent.labels("mark_read_failed", "").inc()
+        log.warning("mark read failed", extra={"fields": {"error": type(exc).__name__}})
+    return []
+
+
+async def track_status(cmd: StatusUpdate, ctx: Context, deps: Deps) -> list[Publish]:
+    stream = message_stream(cmd.wamid)
+    events = await deps.store.read_stream(stream)
+    life = fold(events)
+    if not events or not life.advanced:
+        return []
+    metrics.statuses.labels(life.status).inc()
+    await deps.store.append(
+        stream,
+        [
+            NewEvent(
+                "LifecycleChanged",
+                {
+                    "wamid": cmd.wamid,
+                    "status": life.status,
+                    "previous": life.recorded,
+                    "errors": life.errors,
+                    "conversation_id": life.conversation_id or cmd.conversation_id,
+                },
+                ctx.metadata(),
+            )
+        ],
+        expected_version=events[-1].version,
+    )
+    return []

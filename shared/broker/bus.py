@@ -1,0 +1,388 @@
+"""The plumbing every service shares: publish with confirms, consume declaratively.
+
+A service declares handlers per message type (`@service.handles(SendMessage)`); a handler is
+a plain async function that commits its effect and returns the messages to publish. The
+runtime then publishes them with confirms and only then acks: a crash anywhere before the ack
+means a redelivery, and handlers are idempotent, so nothing is lost or done twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aio_pika
+import msgspec
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from shared.broker.topology import DEAD_LETTERS, DeclaredStage, Stage, declare_all, stages
+from shared.config import Settings
+from shared.errors import PermanentError, RetryLater
+from shared.observability import metrics
+from shared.schemas import Message
+
+log = logging.getLogger("bus")
+_encode = msgspec.json.Encoder().encode
+PUBLISH_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Publish:
+    """An output of a handler: `message` to `stage`, routed by `key`."""
+
+    stage: str
+    key: str
+    message: Message
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler knows about the message it is handling."""
+
+    message_id: str
+    correlation_id: str
+    attempt: int
+    routing_key: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """Event metadata: correlation and causation ids link events to what caused them."""
+        return {"correlation_id": self.correlation_id, "causation_id": self.message_id}
+
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[Any, Context], Awaitable[list[Publish]]]
+DeadLetterHook = Callable[[Any, Context, str], Awaitable[None]]
+
+
+class Bus:
+    """One robust connection; a confirm channel for publishing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._stages: dict[str, DeclaredStage] = {}
+        self._dead_letters: Any = None
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": "whatsapp-bot"}
+        )
+        self._channel = await self.connection.channel(publisher_confirms=True)  # type: ignore[assignment]
+        self._stages = await declare_all(self._channel, self.settings)
+        self._dead_letters = await self._channel.get_exchange(DEAD_LETTERS)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.connection is not None
+            and not self.connection.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
+    async def publish(
+        self,
+        stage: str,
+        key: str,
+        message: Message,
+        ctx: Context | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish and wait for the broker's confirm (bounded: aio-pika #636)."""
+        exchange = self._stages[stage].exchange
+        await self._publish_to(exchange, key, message, ctx, headers)
+
+    async def publish_raw(
+        self,
+        exchange: Any,
+        key: str,
+        body: bytes,
+        type_: str | None,
+        headers: dict[str, Any],
+        correlation_id: str | None,
+        message_id: str | None = None,
+    ) -> None:
+        msg = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            type=type_,
+            message_id=message_id or uuid.uuid4().hex,
+            correlation_id=correlation_id,
+            headers=headers,
+            timestamp=time.time(),
+        )
+        await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
+
+    async def _publish_to(
+        self,
+        exchange: Any,
+        key: str,
+        message: Message,
+        ctx: Context | None,
+        headers: dict[str, Any] | None,
+    ) -> None:
+        hdrs = dict(headers or {})
+        if ctx is not None:
+            hdrs.setdefault("x-causation-id", ctx.message_id)
+        await self.publish_raw(
+            exchange,
+            key,
+            _encode(message),
+            type(message).__struct_config__.tag,  # type: ignore[arg-type]
+            hdrs,
+            ctx.correlation_id if ctx else None,
+        )
+
+    async def publish_all(self, outputs: list[Publish], ctx: Context | None) -> None:
+        # Many in flight at once: awaiting confirms one by one tops out at a few hundred/s.
+        await asyncio.gather(*(self.publish(p.stage, p.key, p.message, ctx) for p in outputs))
+
+    def stage(self, name: str) -> DeclaredStage:
+        return self._stages[name]
+
+
+class KeyedLanes:
+    """Run jobs concurrently across keys and strictly one after another within a key."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Task[None]] = {}
+
+    def submit(self, key: str, job: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await job()
+
+        task = asyncio.create_task(run())
+        self._tails[key] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._tails.get(key) is t:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def drain(self) -> None:
+        while self._tails:
+            await asyncio.wait(list(self._tails.values()))
+
+    def __len__(self) -> int:
+        return len(self._tails)
+
+
+@dataclass
+class _Route:
+    handler: Handler
+    on_dead_letter: DeadLetterHook | None
+
+
+class Service:
+    """A service's declaration: its stage and a handler per message type it consumes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._routes: dict[type[Message], _Route] = {}
+        self._decoder: msgspec.json.Decoder[Any] | None = None
+
+    def handles(
+        self, schema: type[M], on_dead_letter: DeadLetterHook | None = None
+    ) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self._routes[schema] = _Route(fn, on_dead_letter)
+            self._decoder = None
+            return fn
+
+        return register
+
+    def decode(self, body: bytes) -> Message:
+        if self._decoder is None:
+            types = tuple(self._routes)
+            union = types[0] if len(types) == 1 else _union(types)
+            self._decoder = msgspec.json.Decoder(union)
+        return self._decoder.decode(body)
+
+    def route(self, message: Message) -> _Route:
+        return self._routes[type(message)]
+
+
+def _union(types: tuple[type, ...]) -> Any:
+    union: Any = types[0]
+    for t in types[1:]:
+        union = union | t
+    return union
+
+
+class Consumer:
+    """Consumes a stage's queues and runs a Service's handlers with the crash-safety rules."""
+
+    def __init__(self, bus: Bus, service: Service, settings: Settings) -> None:
+        self.bus = bus
+        self.service = service
+        self.settings = settings
+        self.stage: Stage = stages(settings)[service.name]
+        self.lanes = KeyedLanes()
+        self._channel: AbstractRobustChannel | None = None
+        self._queues: list[Any] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        assert self.bus.connection is not None
+        self._channel = await self.bus.connection.channel()  # type: ignore[assignment]
+        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+        from shared.broker.topology import declare_stage
+
+        declared = await declare_stage(self._channel, self.stage, self.settings)
+        self._queues = declared.queues  # strong references for the robust channel
+        for queue in self._queues:
+            await queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.lanes.submit(message.routing_key or "", lambda: self._process(message))
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        headers = dict(message.headers or {})
+        ctx = Context(
+            message_id=message.message_id or uuid.uuid4().hex,
+            correlation_id=message.correlation_id or message.message_id or "",
+            attempt=int(headers.get("x-attempt", 0) or 0),
+            routing_key=message.routing_key or "",
+            headers=headers,
+        )
+        kind = message.type or "unknown"
+        started = time.perf_counter()
+        try:
+            decoded = self.service.decode(message.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
+            await self._dead_letter(message, ctx, None, f"undecodable: {exc}")
+            return
+        route = self.service.route(decoded)
+        while True:
+            try:
+                outputs = await route.handler(decoded, ctx)
+                await self.bus.publish_all(outputs, ctx)
+            except RetryLater as exc:
+                metrics.retries.labels(self.service.name, "later").inc()
+                log.warning("retry later", extra={"fields": {"type": kind, "reason": str(exc)}})
+                await asyncio.sleep(exc.delay)
+                continue
+            except PermanentError as exc:
+                await self._dead_letter(message, ctx, decoded, f"permanent: {exc}", route)
+                outcome = "dead_lettered"
+            except Exception as exc:
+                outcome = await self._failed(message, ctx, decoded, exc, route)
+            else:
+                await self._ack(message)
+                outcome = "ok"
+            break
+        metrics.events_processed.labels(self.service.name, kind, outcome).inc()
+        metrics.handler_duration.labels(self.service.name, kind).observe(
+            time.perf_counter() - started
+        )
+
+    async def _failed(
+        self,
+        message: AbstractIncomingMessage,
+        ctx: Context,
+        decoded: Message,
+        exc: Exception,
+        route: _Route,
+    ) -> str:
+        error = f"{type(exc).__name__}: {exc}"
+        if ctx.attempt + 1 >= self.settings.max_attempts:
+            await self._dead_letter(message, ctx, decoded, error, route)
+            return "dead_lettered"
+        log.warning(
+            "handler failed, will retry",
+            extra={"fields": {"type": message.type, "attempt": ctx.attempt + 1, "error": error}},
+        )
+        headers = {**ctx.headers, "x-attempt": ctx.attempt + 1, "x-last-error": error[:500]}
+        try:
+            await self.bus.publish_raw(
+                self.bus.stage(self.service.name).retry_exchange,
+                ctx.routing_key,
+                message.body,
+                message.type,
+                headers,
+                message.correlation_id,
+                message.message_id,
+            )
+        except Exception:
+            log.exception("could not schedule retry; requeueing")
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return "requeued"
+        metrics.retries.labels(self.service.name, "scheduled").inc()
+        await self._ack(message)
+        return "retry_scheduled"
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        ctx: Context,
+        decoded: Message | None,
+        error: str,
+        route: _Route | None = None,
+    ) -> None:
+        log.error(
+            "dead-lettering message", extra={"fields": {"type": message.type, "error": error}}
+        )
+        try:
+            if route is not None and route.on_dead_letter is not None and decoded is not None:
+                await route.on_dead_letter(decoded, ctx, error)
+            headers = {
+                **ctx.headers,
+                "x-error": error[:1000],
+                "x-stage": self.service.name,
+                "x-routing-key": ctx.routing_key,
+                "x-attempts": ctx.attempt + 1,
+            }
+            await self.bus.publish_raw(
+                self.bus._dead_letters,
+                ctx.routing_key,
+                message.body,
+                message.type,
+                headers,
+                message.correlation_id,
+                message.message_id,
+            )
+        except Exception:
+            log.exception("could not dead-letter; requeueing")
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        metrics.dead_letters.labels(self.service.name).inc()
+        await self._ack(message)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await message.ack()
+        except Exception as exc:
+            # Delivery tags die with their channel (aio-pika pitfall): after a reconnect the
+            # broker redelivers, and the idempotent handler makes that harmless.
+            log.warning("ack lost; broker will redeliver", extra={"fields": {"error": str(exc)}})

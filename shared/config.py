@@ -1,0 +1,95 @@
+"""Configuration: process environment first, then a `.env` file, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ENV_FILE = Path(os.environ.get("ENV_FILE", ".env"))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; blank lines and # comments ignored, quotes stripped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/whatsapp_bot"
+    ingress_port: int = 8080
+    dedup_port: int = 8081
+    conversation_port: int = 8082
+    outbound_port: int = 8083
+    whatsapp_app_secret: str = ""
+    whatsapp_verify_token: str = ""
+    whatsapp_access_token: str = ""
+    whatsapp_api_url: str = "https://graph.facebook.com/v23.0"
+    whatsapp_timeout: float = 8.0
+    whatsapp_rate_per_second: float = 80.0
+    openai_api_key: str = ""
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = 15.0
+    bot_persona: str = (
+        "You are a friendly, concise customer-service assistant for a small business "
+        "on WhatsApp. Answer in the customer's language, in a few sentences."
+    )
+    history_turns: int = 10
+    elevenlabs_api_key: str = ""
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    elevenlabs_voice_id: str = ""
+    dedup_queues: int = 4
+    conversation_queues: int = 4
+    outbound_queues: int = 4
+    prefetch: int = 64
+    max_attempts: int = 5
+    retry_delay_ms: int = 2000
+    delivery_limit: int = 20
+    max_body_bytes: int = 1_048_576
+    breaker_fail_max: int = 5
+    breaker_reset_seconds: float = 30.0
+    log_level: str = "INFO"
+    run_dir: str = ".run"
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+
+def _coerce(raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def load_settings(env: dict[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Build Settings; the process environment wins over the .env file."""
+    merged = read_env_file(env_file or Path(os.environ.get("ENV_FILE", str(DEFAULT_ENV_FILE))))
+    merged.update(os.environ if env is None else env)
+    base = Settings()
+    kwargs: dict[str, object] = {}
+    for name in Settings.__dataclass_fields__:
+        if name == "extra":
+            continue
+        key = name.upper()
+        if key in merged:
+            kwargs[name] = _coerce(merged[key], getattr(base, name))
+    return Settings(**kwargs, extra=merged)  # type: ignore[arg-type]

@@ -1,0 +1,136 @@
+"""PostgreSQL event store (asyncpg)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from shared.eventstore import (
+    ANY,
+    START,
+    Appended,
+    NewEvent,
+    Position,
+    RecordedEvent,
+    WrongExpectedVersion,
+)
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+_COLUMNS = (
+    "event_id, stream_name, stream_version, global_position, transaction_id::text AS txid, "
+    "type, data, metadata, recorded_at"
+)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb through msgspec: faster than the json module and the same codec as the bus."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: b"\x01" + _json_encode(v),
+        decoder=lambda b: _json_decode(b[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30
+    )
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        id=row["event_id"],
+        stream=row["stream_name"],
+        version=row["stream_version"],
+        position=Position(int(row["txid"]), row["global_position"]),
+        type=row["type"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+class PostgresEventStore:
+    """Bound either to a pool (each call its own transaction) or to one connection."""
+
+    def __init__(self, pool: asyncpg.Pool | None = None, conn: Any = None) -> None:
+        self._pool = pool
+        self._conn = conn
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            assert self._pool is not None
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresEventStore]:
+        async with self._connection() as conn, conn.transaction():
+            yield PostgresEventStore(conn=conn)
+
+    async def append(
+        self, stream: str, events: list[NewEvent], expected_version: int | None = ANY
+    ) -> list[Appended]:
+        if not events:
+            return []
+        try:
+            async with self._connection() as conn:
+                rows = await conn.fetch(
+                    "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
+                    stream,
+                    expected_version,
+                    [e.id for e in events],
+                    [e.type for e in events],
+                    [e.data for e in events],
+                    [e.metadata for e in events],
+                )
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) == "ES409":
+                raise WrongExpectedVersion(str(exc)) from exc
+            raise
+        return [
+            Appended(r["event_id"], r["stream_version"], r["global_position"], r["duplicate"])
+            for r in rows
+        ]
+
+    async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_name = $1 AND stream_version >= $2"
+                " ORDER BY stream_version",
+                stream,
+                from_version,
+            )
+        return [_record(r) for r in rows]
+
+    async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events"
+                " WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"
+                "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY transaction_id, global_position LIMIT $3",
+                str(after.transaction_id),
+                after.global_position,
+                limit,
+            )
+        return [_record(r) for r in rows]
+
+    async def find(self, event_id: uuid.UUID) -> RecordedEvent | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id
+            )
+        return _record(row) if row else None

@@ -1,0 +1,1 @@
+"""Logs, metrics and (later) traces shared by every service."""

@@ -1,0 +1,149 @@
+"""Calls to the outside world: timeout, retries with backoff and jitter, a circuit breaker.
+
+One `Upstream` per external API. Network errors, timeouts and 5xx are retried with exponential
+backoff (the `backoff` package) and counted by the breaker (`pybreaker`); other 4xx are not
+retried. While the breaker is open, or when the upstream asks to slow down (429 with
+Retry-After), the call raises RetryLater: the message waits in its lane instead of hammering.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import backoff
+import msgspec
+import pybreaker
+
+from shared.errors import RetryLater
+from shared.observability import metrics
+
+_decode = msgspec.json.Decoder().decode
+
+
+@dataclass
+class UpstreamError(Exception):
+    """An answer that is not a success. `transient` ones are retried and trip the breaker."""
+
+    upstream: str
+    status: int
+    body: Any
+    transient: bool
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.upstream} answered {self.status}: {str(self.body)[:300]}"
+
+
+class TransientNetworkError(Exception):
+    pass
+
+
+def retry_after_seconds(headers: Any, default: float | None = None) -> float | None:
+    raw = headers.get("Retry-After") if headers is not None else None
+    if raw is None:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return default
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    return isinstance(exc, UpstreamError) and not exc.transient
+
+
+class Upstream:
+    def __init__(
+        self,
+        name: str,
+        session: aiohttp.ClientSession,
+        timeout: float,
+        fail_max: int = 5,
+        reset_timeout: float = 30.0,
+        max_tries: int = 3,
+        backoff_factor: float = 0.5,
+    ) -> None:
+        self.name = name
+        self.session = session
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max,
+            reset_timeout=reset_timeout,
+            exclude=[_is_permanent, RetryLater],
+            name=name,
+        )
+        self.max_tries = max_tries
+        self.backoff_factor = backoff_factor
+
+    def _open_delay(self) -> float:
+        opened = getattr(self.breaker._state_storage, "opened_at", None)
+        if opened is None:
+            return self.breaker.reset_timeout
+        elapsed = (time.time() - opened.timestamp()) if hasattr(opened, "timestamp") else 0
+        return max(0.5, self.breaker.reset_timeout - elapsed)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        classify: Callable[[int, Any, Any], None] | None = None,
+        tries: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Send with retries; returns the decoded JSON (or bytes when not JSON)."""
+
+        @backoff.on_exception(
+            backoff.expo,
+            (TransientNetworkError, UpstreamError),
+            max_tries=tries or self.max_tries,
+            factor=self.backoff_factor,
+            jitter=backoff.full_jitter,
+            giveup=_is_permanent,
+        )
+        async def attempt() -> Any:
+            try:
+                with self.breaker.calling():
+                    return await self._once(method, url, classify, **kwargs)
+            except pybreaker.CircuitBreakerError as exc:
+                raise RetryLater(f"{self.name} circuit open", self._open_delay()) from exc
+
+        return await attempt()
+
+    async def _once(
+        self,
+        method: str,
+        url: str,
+        classify: Callable[[int, Any, Any], None] | None,
+        **kwargs: Any,
+    ) -> Any:
+        started = time.perf_counter()
+        result = "error"
+        try:
+            async with self.session.request(method, url, timeout=self.timeout, **kwargs) as resp:
+                raw = await resp.read()
+                try:
+                    body: Any = _decode(raw) if raw else None
+                except msgspec.DecodeError:
+                    body = raw
+                result = str(resp.status)
+                if classify is not None:
+                    classify(resp.status, body, resp.headers)
+                if resp.status == 429:
+                    raise RetryLater(
+                        f"{self.name} throttled (429)",
+                        retry_after_seconds(resp.headers, 1.0) or 1.0,
+                    )
+                if resp.status >= 400:
+                    raise UpstreamError(self.name, resp.status, body, transient=resp.status >= 500)
+                return body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result = "timeout" if isinstance(exc, TimeoutError) else "network"
+            raise TransientNetworkError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.upstream_duration.labels(self.name, result).observe(
+                time.perf_counter() - started
+            )

@@ -1,0 +1,1 @@
+"""Test support: isolated infrastructure and fake external APIs."""
