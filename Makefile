@@ -8,9 +8,9 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock
+$(STAMP): requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	@touch $(STAMP)
 
 up: install
@@ -39,8 +39,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Regenerate the lock file after changing pyproject.toml (needs `uv`, from PyPI).
+# Regenerate the lock files after changing pyproject.toml (needs `uv`, from PyPI).
 lock:
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes \
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes \
 		--python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes \
+		--python-version 3.11 -o requirements-dev.lock

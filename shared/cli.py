@@ -1,5 +1,6 @@
 """The project's command-line tool: `python -m shared.cli <command>`.
 
+prepare  create and migrate the database, declare the broker topology (no services)
 up       create .env if needed, create and migrate the database, declare the broker topology,
          start every service detached, wait until each one is ready
 down     stop the services
@@ -87,6 +88,11 @@ def cmd_up(_: argparse.Namespace) -> int:
             f"{service:13} ready  pid {stack.pid(service)}  "
             f"http://127.0.0.1:{settings.port_of(service)}  log {stack.log_file(service)}"
         )
+    return 0
+
+
+def cmd_prepare(_: argparse.Namespace) -> int:
+    asyncio.run(prepare(load_settings(env_file=ROOT / ".env")))
     return 0
 
 
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare").set_defaults(fn=cmd_prepare)
     sub.add_parser("up").set_defaults(fn=cmd_up)
     sub.add_parser("down").set_defaults(fn=cmd_down)
     sub.add_parser("status").set_defaults(fn=cmd_status)

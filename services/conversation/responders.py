@@ -32,7 +32,7 @@ class OfflineResponder:
         last = conversation.turns[-1].text if conversation.turns else ""
         name = conversation.customer_name.split(" ")[0] if conversation.customer_name else ""
         hello = f"Hi {name}!" if name else "Hi!"
-        words = last.lower().strip(" !?.").split()
+        words = [w.strip("!?.,;:") for w in last.lower().split()]
         customer_turns = sum(1 for t in conversation.turns if t.role == "customer")
         if words and words[0] in _GREETINGS:
             return f"{hello} How can I help you today? Type 'help' to see what I can do."

@@ -56,7 +56,11 @@ class Running:
         return f"http://127.0.0.1:{self.stack.settings.ingress_port}"
 
     def post(
-        self, payload: Any, *, signed: bool = True, signature: str | None = None,
+        self,
+        payload: Any,
+        *,
+        signed: bool = True,
+        signature: str | None = None,
         raw: bytes | None = None,
     ) -> tuple[int, str]:
         body = raw if raw is not None else json.dumps(payload).encode()
@@ -94,7 +98,8 @@ class Running:
     def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
         rows = self.sql(
             "SELECT type, data::text AS data FROM events WHERE stream_name = $1"
-            " ORDER BY stream_version", stream,
+            " ORDER BY stream_version",
+            stream,
         )
         return [(r["type"], json.loads(r["data"])) for r in rows]
 
@@ -102,7 +107,9 @@ class Running:
         clauses = " ".join(f"AND data->>'{k}' = ${i + 2}" for i, k in enumerate(where))
         rows = self.sql(
             f"SELECT data::text AS data FROM events WHERE type = $1 {clauses}"
-            " ORDER BY global_position", type_, *where.values(),
+            " ORDER BY global_position",
+            type_,
+            *where.values(),
         )
         return [json.loads(r["data"]) for r in rows]
 
@@ -116,7 +123,9 @@ class Running:
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
                     total += sample.value
         return total
 
@@ -167,8 +176,10 @@ def uniquify(payload: dict[str, Any], customer: str | None = None) -> dict[str, 
             return {k: walk(v, k) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, key) for v in node]
-        if isinstance(node, str) and key in {"id", "message_id", "original_message_id"} and (
-            node.startswith("wamid") or node.startswith("<") or key != "id"
+        if (
+            isinstance(node, str)
+            and key in {"id", "message_id", "original_message_id"}
+            and (node.startswith("wamid") or node.startswith("<") or key != "id")
         ):
             return f"{node}.{suffix}"
         if customer and isinstance(node, str) and key in {"from", "wa_id", "recipient_id"}:
