@@ -174,7 +174,7 @@ async def _dead_letters(settings: Settings, replay: bool) -> int:
         # Listing leaves messages unacked: closing the channel puts them back in order.
         while (message := await queue.get(fail=False, no_ack=False)) is not None:
             headers = dict(message.headers or {})
-            stage = str(headers.get("x-stage", ""))
+            stage = str(headers.get("x-stage", "") or _stage_from_x_death(headers))
             print(
                 json.dumps(
                     {
@@ -197,11 +197,20 @@ async def _dead_letters(settings: Settings, replay: bool) -> int:
                         message_id=uuid.uuid4().hex,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
-                    routing_key=str(headers.get("x-routing-key", "")),
+                    routing_key=str(headers.get("x-routing-key") or message.routing_key or ""),
                 )
                 await message.ack()
         print(f"{seen} dead letter(s){' replayed' if replay else ''}")
     return 0
+
+
+def _stage_from_x_death(headers: dict[str, object]) -> str:
+    """Dead-lettered by the broker's delivery limit (a crash loop): no x-stage header, but
+    x-death names the queue, `<stage>.<n>`."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return str(deaths[0].get("queue", "")).split(".")[0]
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:

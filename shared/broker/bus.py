@@ -243,6 +243,7 @@ class Consumer:
         self.lanes = KeyedLanes()
         self._channel: AbstractRobustChannel | None = None
         self._queues: list[Any] = []
+        self._tags: list[str] = []
         self._stopping = False
 
     async def start(self) -> None:
@@ -253,11 +254,17 @@ class Consumer:
 
         declared = await declare_stage(self._channel, self.stage, self.settings)
         self._queues = declared.queues  # strong references for the robust channel
-        for queue in self._queues:
-            await queue.consume(self._on_message)
+        self._tags = [await queue.consume(self._on_message) for queue in self._queues]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let in-flight ones finish (bounded), then close. Whatever
+        is still unacked after the grace period is redelivered to the next consumer."""
         self._stopping = True
+        for queue, tag in zip(self._queues, self._tags, strict=False):
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.lanes.drain(), grace)
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
