@@ -29,6 +29,7 @@ class Stack:
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.env = {**os.environ, **(env or {})}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.run_dir = Path(settings.run_dir)
         if not self.run_dir.is_absolute():
             self.run_dir = ROOT / self.run_dir
@@ -40,6 +41,10 @@ class Stack:
         return self.run_dir / f"{service}.log"
 
     def pid(self, service: str) -> int | None:
+        child = self._children.get(service)
+        if child is not None:
+            # Our own child: its cmdline may not show the module until it has exec'd.
+            return child.pid if child.poll() is None else None
         try:
             pid = int(self.pid_file(service).read_text().strip())
         except (OSError, ValueError):
@@ -76,6 +81,7 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self._children[service] = proc
         self.pid_file(service).write_text(str(proc.pid))
         return proc.pid
 
@@ -127,7 +133,16 @@ class Stack:
                 time.sleep(0.05)
             if self.pid(service):
                 os.kill(pid, signal.SIGKILL)
+        self._reap(service)
         self.pid_file(service).unlink(missing_ok=True)
+
+    def _reap(self, service: str) -> None:
+        child = self._children.pop(service, None)
+        if child is not None:
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
 
     def kill(self, service: str) -> None:
         """SIGKILL, as a crash would: no clean-up, no goodbye."""
@@ -137,6 +152,7 @@ class Stack:
             deadline = time.monotonic() + 5
             while self.pid(service) and time.monotonic() < deadline:
                 time.sleep(0.02)
+        self._reap(service)
 
     def down(self, services: tuple[str, ...] = SERVICES) -> None:
         for service in services:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import secrets
 import time
 import uuid
 
@@ -85,7 +86,18 @@ def _unavailable() -> web.Response:
 
 async def _publish(bus: Bus, key: str, delivery: WebhookDelivery) -> bool:
     try:
-        await bus.publish("dedup", key, delivery, headers={"x-delivery-id": delivery.delivery_id})
+        await bus.publish(
+            "dedup",
+            key,
+            delivery,
+            headers={
+                "x-delivery-id": delivery.delivery_id,
+                "x-correlation-id": delivery.delivery_id,
+                # One trace per delivery from here on (W3C trace context, carried in AMQP
+                # headers and in every event's metadata).
+                "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
+            },
+        )
     except Exception as exc:
         log.error("delivery not stored", extra={"fields": {"error": f"{type(exc).__name__}"}})
         return False

@@ -56,8 +56,12 @@ class Context:
     headers: dict[str, Any] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, Any]:
-        """Event metadata: correlation and causation ids link events to what caused them."""
-        return {"correlation_id": self.correlation_id, "causation_id": self.message_id}
+        """Event metadata: correlation and causation ids link events to what caused them, and
+        the W3C trace context ties them to the customer message's trace."""
+        meta = {"correlation_id": self.correlation_id, "causation_id": self.message_id}
+        if self.headers.get("traceparent"):
+            meta["traceparent"] = str(self.headers["traceparent"])
+        return meta
 
 
 M = TypeVar("M", bound=Message)
@@ -141,13 +145,15 @@ class Bus:
         hdrs = dict(headers or {})
         if ctx is not None:
             hdrs.setdefault("x-causation-id", ctx.message_id)
+            if ctx.headers.get("traceparent"):
+                hdrs.setdefault("traceparent", ctx.headers["traceparent"])
         await self.publish_raw(
             exchange,
             key,
             _encode(message),
             type(message).__struct_config__.tag,  # type: ignore[arg-type]
             hdrs,
-            ctx.correlation_id if ctx else None,
+            ctx.correlation_id if ctx else hdrs.get("x-correlation-id"),
         )
 
     async def publish_all(self, outputs: list[Publish], ctx: Context | None) -> None:
