@@ -18,7 +18,7 @@ import backoff
 import msgspec
 import pybreaker
 
-from shared.errors import RetryLater
+from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics
 
 _decode = msgspec.json.Decoder().decode
@@ -53,6 +53,10 @@ def retry_after_seconds(headers: Any, default: float | None = None) -> float | N
 
 
 def _is_permanent(exc: BaseException) -> bool:
+    # A refusal raised by a caller's classify (e.g. Meta's 131047) is the upstream working
+    # as intended: it must neither be retried nor trip the breaker for everyone else.
+    if isinstance(exc, PermanentError):
+        return True
     return isinstance(exc, UpstreamError) and not exc.transient
 
 

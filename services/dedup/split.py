@@ -141,7 +141,12 @@ def split_delivery(payload: Any) -> list[Item]:
             field = change.get("field") if isinstance(change, dict) else None
             value = change.get("value") if isinstance(change, dict) else None
             if field == "messages" and isinstance(value, dict):
-                items.extend(_messages_value(waba_id, value))
+                try:
+                    items.extend(_messages_value(waba_id, value))
+                except (AttributeError, KeyError, TypeError):
+                    # A messages value of a shape we do not know (e.g. metadata or contacts
+                    # not objects): record the change whole rather than fail the delivery.
+                    items.append(Change(waba_id, "messages.unrecognized", change))
             else:
                 items.append(Change(waba_id, str(field or "unrecognized"), change))
     return items

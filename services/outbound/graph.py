@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import RetryLater
+from shared.errors import PermanentError, RetryLater
 from shared.resilience import Upstream, UpstreamError, retry_after_seconds
 
 # Slow down and retry: account throughput, and the pair rate limit (that customer only).
@@ -26,7 +26,7 @@ NAMES = {
 
 
 @dataclass
-class PermanentSendError(Exception):
+class PermanentSendError(PermanentError):
     """Meta refused this message for good (131047 window closed, bad recipient, ...)."""
 
     status: int

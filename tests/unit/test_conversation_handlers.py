@@ -1,0 +1,432 @@
+"""Conversation handler: strict inbox order, idempotent replies, catch-up, non-answered kinds.
+
+The inbox is seeded by dedup's own `record_delivery`, so the CustomerMessage commands and the
+inbox events have exactly the shape the running pipeline produces.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services.conversation.domain import Conversation, Turn
+from services.conversation.handlers import (
+    Deps,
+    conversation_stream,
+    handle_customer_message,
+    load,
+    record_failure,
+)
+from services.conversation.responders import OpenAIResponder
+from services.dedup.handlers import record_delivery
+from shared.broker.bus import Context, Publish
+from shared.eventstore.memory import InMemoryEventStore
+from shared.payloads import messages_payload
+from shared.resilience import Upstream
+from shared.schemas import CustomerMessage, MarkRead, SendMessage, WebhookDelivery
+from tests.support.fakes import FakeOpenAI
+from tests.unit import pywa
+
+PHONE = "100000000000001"
+
+
+def new_customer() -> str:
+    return "39" + "".join(random.choice("0123456789") for _ in range(10))
+
+
+def ctx(key: str = "") -> Context:
+    return Context(
+        message_id=uuid.uuid4().hex, correlation_id=uuid.uuid4().hex, attempt=0, routing_key=key
+    )
+
+
+def text(body: str, customer: str, wamid: str | None = None) -> dict[str, Any]:
+    return {
+        "from": customer,
+        "id": wamid or f"wamid.{uuid.uuid4().hex}",
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+def from_fixture(key: str, customer: str, **changes: Any) -> dict[str, Any]:
+    """A real pywa message, re-addressed to this test's customer with a fresh wamid."""
+    msg = pywa.message(key)
+    msg.pop("context", None)
+    msg.update({"from": customer, "id": f"wamid.{uuid.uuid4().hex}", **changes})
+    return msg
+
+
+class FakeResponder:
+    name = "fake"
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.calls: list[list[tuple[str, str]]] = []  # the turns it saw, per call
+        self.published_before: list[list[Publish]] = []  # what was published when called
+        self.fail_on: set[str] = set()
+
+    async def reply(self, conversation: Conversation) -> str:
+        self.calls.append([(t.role, t.text) for t in conversation.turns])
+        self.published_before.append(list(self.harness.published))
+        last = conversation.turns[-1].text
+        if last in self.fail_on:
+            raise RuntimeError(f"responder failed on {last!r}")
+        return f"re: {last}"
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.store = InMemoryEventStore()
+        self.published: list[Publish] = []
+        self.responder = FakeResponder(self)
+        self.deps = Deps(self.store, self.responder, self.publish)
+        self.customer = new_customer()
+        self.cid = f"{PHONE}.{self.customer}"
+
+    async def publish(self, outputs: list[Publish], context: Context) -> None:
+        self.published.extend(outputs)
+
+    async def deliver(self, *messages: dict[str, Any]) -> list[CustomerMessage]:
+        """Record a webhook with these messages the way dedup does; its CustomerMessages."""
+        body = json.dumps(messages_payload(list(messages), self.customer, PHONE, "Ada Lovelace"))
+        delivery = WebhookDelivery(delivery_id=uuid.uuid4().hex, received_at=time.time(), body=body)
+        outputs = await record_delivery(self.store, delivery, ctx())
+        return [p.message for p in outputs if isinstance(p.message, CustomerMessage)]
+
+    async def handle(self, msg: CustomerMessage) -> list[Publish]:
+        return await handle_customer_message(msg, ctx(msg.conversation_id), self.deps)
+
+    def sends(self, outputs: list[Publish] | None = None) -> list[SendMessage]:
+        source = self.published if outputs is None else outputs
+        return [p.message for p in source if isinstance(p.message, SendMessage)]
+
+    def reads(self) -> list[MarkRead]:
+        return [p.message for p in self.published if isinstance(p.message, MarkRead)]
+
+    async def events(self) -> list[tuple[str, int]]:
+        stream = await self.store.read_stream(conversation_stream(self.cid))
+        return [(e.type, e.data["seq"]) for e in stream]
+
+    async def state(self) -> Conversation:
+        return await load(self.store, self.cid)
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+async def test_messages_in_order_get_one_reply_each_in_order(h: Harness) -> None:
+    msgs = await h.deliver(text("one", h.customer), text("two", h.customer))
+    msgs += await h.deliver(text("three", h.customer))
+    assert [m.seq for m in msgs] == [0, 1, 2]
+
+    for msg in msgs:
+        assert await h.handle(msg) == []
+
+    sends = h.sends()
+    assert [s.payload["text"]["body"] for s in sends] == ["re: one", "re: two", "re: three"]
+    assert [s.seq for s in sends] == [0, 1, 2]
+    assert all(s.to == h.customer and s.phone_number_id == PHONE for s in sends)
+    assert all(s.conversation_id == h.cid for s in sends)
+    assert len({s.command_id for s in sends}) == 3
+    assert all(p.stage == "outbound" and p.key == h.cid for p in h.published)
+    assert await h.events() == [
+        ("CustomerWrote", 0),
+        ("BotReplied", 0),
+        ("CustomerWrote", 1),
+        ("BotReplied", 1),
+        ("CustomerWrote", 2),
+        ("BotReplied", 2),
+    ]
+    # Each reply was written with the history up to and including its own message.
+    assert h.responder.calls[-1] == [
+        ("customer", "one"),
+        ("bot", "re: one"),
+        ("customer", "two"),
+        ("bot", "re: two"),
+        ("customer", "three"),
+    ]
+    state = await h.state()
+    assert state.last_seq == 2
+    assert state.customer_name == "Ada Lovelace"
+
+
+async def test_mark_read_is_published_before_the_responder_and_the_reply(h: Harness) -> None:
+    [msg] = await h.deliver(text("hello", h.customer))
+    await h.handle(msg)
+
+    kinds = [type(p.message) for p in h.published]
+    assert kinds == [MarkRead, SendMessage]
+    [read] = h.reads()
+    assert read.wamid == msg.wamid
+    assert read.phone_number_id == PHONE
+    assert read.conversation_id == h.cid
+    # Blue ticks go out while the reply is being written, not after.
+    assert [type(p.message) for p in h.responder.published_before[0]] == [MarkRead]
+
+
+async def test_duplicate_reemits_the_same_command_without_answering_again(h: Harness) -> None:
+    [msg] = await h.deliver(text("hello", h.customer))
+    await h.handle(msg)
+    [first] = h.sends()
+    events_before = await h.events()
+
+    returned = await h.handle(msg)
+
+    [again] = h.sends(returned)
+    assert again.command_id == first.command_id
+    assert again.payload == first.payload
+    assert again.seq == first.seq == 0
+    assert len(h.responder.calls) == 1
+    assert await h.events() == events_before
+
+
+async def test_redelivered_webhook_maps_to_the_same_seq_and_command(h: Harness) -> None:
+    message = text("hello", h.customer)
+    [msg] = await h.deliver(message)
+    await h.handle(msg)
+    [first] = h.sends()
+
+    [redelivered] = await h.deliver(message)  # Meta posts the same wamid again
+    assert redelivered.seq == msg.seq
+    returned = await h.handle(redelivered)
+
+    assert [s.command_id for s in h.sends(returned)] == [first.command_id]
+    assert len(h.responder.calls) == 1
+
+
+async def test_message_ahead_catches_up_from_the_inbox_in_order(h: Harness) -> None:
+    msgs = await h.deliver(*(text(t, h.customer) for t in ("a", "b", "c", "d")))
+
+    # The broker hands over seq 2 first: 0 and 1 must be answered before it, from the inbox.
+    await h.handle(msgs[2])
+
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: a", "re: b", "re: c"]
+    assert [s.seq for s in h.sends()] == [0, 1, 2]
+    assert [r.wamid for r in h.reads()] == [m.wamid for m in msgs[:3]]
+    assert [c[-1] for c in h.responder.calls] == [("customer", t) for t in ("a", "b", "c")]
+
+    # The late ones are duplicates now: the same commands again, no new answers.
+    first_commands = {s.seq: s.command_id for s in h.sends()}
+    for late in (msgs[0], msgs[1]):
+        [again] = h.sends(await h.handle(late))
+        assert again.command_id == first_commands[late.seq]
+    assert len(h.responder.calls) == 3
+
+    await h.handle(msgs[3])
+    assert [s.payload["text"]["body"] for s in h.sends()][-1] == "re: d"
+    assert (await h.state()).last_seq == 3
+
+
+async def test_catch_up_stops_at_the_message_it_was_given(h: Harness) -> None:
+    msgs = await h.deliver(*(text(t, h.customer) for t in ("a", "b", "c")))
+    await h.handle(msgs[1])
+    assert [s.seq for s in h.sends()] == [0, 1]
+    assert (await h.state()).last_seq == 1
+
+
+async def test_reaction_edit_delete_change_state_without_replies(h: Harness) -> None:
+    first = text("I want a pizza", h.customer)
+    second = text("and a cola", h.customer)
+    msgs = await h.deliver(first, second)
+    for msg in msgs:
+        await h.handle(msg)
+    published = len(h.published)
+    calls = len(h.responder.calls)
+
+    reaction = from_fixture("message:reaction", h.customer)
+    reaction["reaction"]["message_id"] = first["id"]
+    edit = from_fixture("edited_message:image", h.customer)
+    edit["edit"] = {
+        "original_message_id": first["id"],
+        "message": {"type": "text", "text": {"body": "I want two pizzas"}},
+    }
+    revoke = from_fixture("deleted_message:revoke", h.customer)
+    revoke["revoke"]["original_message_id"] = second["id"]
+
+    [r] = await h.deliver(reaction)
+    await h.handle(r)
+    state = await h.state()
+    [turn] = [t for t in state.turns if t.wamid == first["id"]]
+    assert turn.reactions == [reaction["reaction"]["emoji"]]
+
+    [e] = await h.deliver(edit)
+    await h.handle(e)
+    state = await h.state()
+    [turn] = [t for t in state.turns if t.wamid == first["id"]]
+    assert (turn.text, turn.edited) == ("I want two pizzas", True)
+    assert turn.reactions == [reaction["reaction"]["emoji"]]
+
+    [d] = await h.deliver(revoke)
+    await h.handle(d)
+    state = await h.state()
+    assert all(t.wamid != second["id"] for t in state.turns)
+    assert [t.text for t in state.turns if t.role == "customer"] == ["I want two pizzas"]
+
+    unreaction = from_fixture("message:unreaction_no_emoji", h.customer)
+    unreaction["reaction"]["message_id"] = first["id"]
+    [u] = await h.deliver(unreaction)
+    await h.handle(u)
+    state = await h.state()
+    [turn] = [t for t in state.turns if t.wamid == first["id"]]
+    assert turn.reactions == []
+
+    assert len(h.published) == published, "no MarkRead and no SendMessage for these"
+    assert len(h.responder.calls) == calls
+    types = [t for t, _ in await h.events()][-4:]
+    assert types == ["CustomerReacted", "CustomerEdited", "CustomerDeleted", "CustomerReacted"]
+    assert state.last_seq == 5
+
+    # The next turn is answered with the edited history, without the deleted message.
+    [n] = await h.deliver(text("how long?", h.customer))
+    await h.handle(n)
+    seen = h.responder.calls[-1]
+    assert ("customer", "I want two pizzas") in seen
+    assert ("customer", "and a cola") not in seen
+    assert h.sends()[-1].seq == n.seq == 6
+
+
+@pytest.mark.parametrize(
+    ("key", "event"),
+    [
+        ("system:phone_number_change", "SystemNotice"),
+        ("system:identity_change", "SystemNotice"),
+        ("message:unsupported", "UnsupportedReceived"),
+        ("message:unsupported_with_type", "UnsupportedReceived"),
+        ("message:interactive_message_with_err", "UnsupportedReceived"),
+    ],
+)
+async def test_system_and_unsupported_are_recorded_not_answered(
+    h: Harness, key: str, event: str
+) -> None:
+    [msg] = await h.deliver(from_fixture(key, h.customer))
+    assert await h.handle(msg) == []
+    assert h.published == []
+    assert h.responder.calls == []
+    assert await h.events() == [(event, 0)]
+    # ...and the conversation moves on to the next message.
+    [nxt] = await h.deliver(text("still there?", h.customer))
+    await h.handle(nxt)
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: still there?"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "callback_button:button",
+        "callback_button:quick_reply",
+        "callback_selection:description",
+        "flow_completion:completion",
+        "message:chosen_location",
+        "message:contacts",
+        "message:order",
+        "message:image",
+        "message:voice",
+    ],
+)
+async def test_every_answerable_kind_gets_a_reply(h: Harness, key: str) -> None:
+    [msg] = await h.deliver(from_fixture(key, h.customer))
+    await h.handle(msg)
+    [send] = h.sends()
+    [call] = h.responder.calls
+    assert call[-1][0] == "customer" and call[-1][1]
+    assert send.payload["text"]["body"] == f"re: {call[-1][1]}"
+
+
+async def test_record_failure_lets_the_next_message_through(h: Harness) -> None:
+    h.responder.fail_on.add("boom")
+    msgs = await h.deliver(text("boom", h.customer), text("after", h.customer))
+
+    with pytest.raises(RuntimeError):
+        await h.handle(msgs[0])
+    assert await h.events() == [], "nothing is committed for a failed turn"
+    assert h.sends() == []
+
+    # The message went to the dead letters: the hook records the turn as failed.
+    await record_failure(msgs[0], ctx(), "RuntimeError: responder failed", h.deps)
+    assert await h.events() == [("TurnFailed", 0)]
+    assert (await h.state()).failed == {0: "RuntimeError: responder failed"}
+
+    await h.handle(msgs[1])
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: after"]
+    assert [s.seq for s in h.sends()] == [1]
+    assert [c[-1] for c in h.responder.calls] == [("customer", "boom"), ("customer", "after")]
+
+    # A late dead-letter hook for a message that was handled changes nothing.
+    before = await h.events()
+    await record_failure(msgs[1], ctx(), "late", h.deps)
+    assert await h.events() == before
+
+
+async def test_record_failure_marks_the_first_pending_seq(h: Harness) -> None:
+    msgs = await h.deliver(*(text(t, h.customer) for t in ("a", "b", "c")))
+    await h.handle(msgs[0])
+    await record_failure(msgs[2], ctx(), "gave up", h.deps)
+    assert (await h.events())[-1] == ("TurnFailed", 1)
+    await h.handle(msgs[2])
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: a", "re: c"]
+
+
+async def test_a_failed_turn_is_not_reemitted_as_a_reply(h: Harness) -> None:
+    h.responder.fail_on.add("boom")
+    [msg] = await h.deliver(text("boom", h.customer))
+    await record_failure(msg, ctx(), "gave up", h.deps)
+    assert await h.handle(msg) == []
+    assert h.sends() == []
+
+
+# --- OpenAI responder ------------------------------------------------------------------------
+
+
+def conversation_with(n: int) -> Conversation:
+    state = Conversation("p.c")
+    for i in range(n):
+        role = "customer" if i % 2 == 0 else "bot"
+        state.turns.append(Turn(role, f"turn {i}", seq=i // 2))
+    return state
+
+
+def responder(upstream: Any, history_turns: int, url: str = "http://127.0.0.1:9") -> Any:
+    return OpenAIResponder(upstream, url, "test-key", "gpt-test", "You are Bob.", history_turns)
+
+
+@pytest.mark.parametrize(("turns", "history"), [(9, 4), (3, 10), (8, 8), (5, 1)])
+def test_openai_messages_have_persona_and_at_most_the_recent_turns(
+    turns: int, history: int
+) -> None:
+    state = conversation_with(turns)
+    messages = responder(None, history).messages(state)
+    assert messages[0] == {"role": "system", "content": "You are Bob."}
+    rest = messages[1:]
+    assert len(rest) == min(turns, history)
+    expected = state.turns[-len(rest) :]
+    assert [m["content"] for m in rest] == [t.text for t in expected]
+    assert [m["role"] for m in rest] == [
+        "user" if t.role == "customer" else "assistant" for t in expected
+    ]
+    assert rest[-1]["content"] == state.turns[-1].text
+
+
+async def test_openai_responder_sends_persona_and_history(fake_openai: FakeOpenAI) -> None:
+    async with aiohttp.ClientSession() as session:
+        upstream = Upstream("openai", session, timeout=5, backoff_factor=0.01)
+        bot = OpenAIResponder(
+            upstream, fake_openai.url + "/v1", "test-key", "gpt-test", "You are Bob.", 3
+        )
+        state = conversation_with(7)
+        answer = await bot.reply(state)
+
+    assert answer == f"echo: {state.turns[-1].text}"
+    [body] = fake_openai.completions
+    assert body["model"] == "gpt-test"
+    assert body["messages"][0] == {"role": "system", "content": "You are Bob."}
+    assert [m["content"] for m in body["messages"][1:]] == ["turn 4", "turn 5", "turn 6"]
