@@ -89,8 +89,8 @@ async def handle_customer_message(msg: CustomerMessage, ctx: Context, deps: Deps
             )
             for event in events:
                 state.apply(event.type, event.data)
-            text = await deps.responder.reply(state)
-            events.append(bot_replied(state, seq, text, received["wamid"], deps.responder.name))
+            reply = await deps.responder.reply(state)
+            events.append(bot_replied(state, seq, reply.text, received["wamid"], reply.responder))
             state.apply(events[-1].type, events[-1].data)
         else:
             for event in events:

@@ -4,7 +4,7 @@ no API key, so the product works with no account at all."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from services.conversation.domain import Conversation
 from shared.resilience import Upstream, UpstreamError
@@ -12,10 +12,15 @@ from shared.resilience import Upstream, UpstreamError
 log = logging.getLogger("responder")
 
 
+class Reply(NamedTuple):
+    text: str
+    responder: str  # who wrote it: recorded on BotReplied (a fallback says so)
+
+
 class Responder(Protocol):
     name: str
 
-    async def reply(self, conversation: Conversation) -> str:
+    async def reply(self, conversation: Conversation) -> Reply:
         """The reply to the conversation's last customer turn."""
         ...
 
@@ -28,7 +33,10 @@ class OfflineResponder:
 
     name = "offline"
 
-    async def reply(self, conversation: Conversation) -> str:
+    async def reply(self, conversation: Conversation) -> Reply:
+        return Reply(self.text(conversation), self.name)
+
+    def text(self, conversation: Conversation) -> str:
         last = conversation.turns[-1].text if conversation.turns else ""
         name = conversation.customer_name.split(" ")[0] if conversation.customer_name else ""
         hello = f"Hi {name}!" if name else "Hi!"
@@ -64,7 +72,7 @@ class OpenAIResponder:
         model: str,
         persona: str,
         history_turns: int,
-        fallback: Responder | None = None,
+        fallback: OfflineResponder | None = None,
     ) -> None:
         self.upstream = upstream
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -81,11 +89,11 @@ class OpenAIResponder:
         ]
         return [{"role": "system", "content": self.persona}, *history]
 
-    async def reply(self, conversation: Conversation) -> str:
+    async def reply(self, conversation: Conversation) -> Reply:
         body = {"model": self.model, "messages": self.messages(conversation)}
         try:
             answer = await self.upstream.request("POST", self.url, json=body, headers=self.headers)
-            return str(answer["choices"][0]["message"]["content"]).strip()
+            return Reply(str(answer["choices"][0]["message"]["content"]).strip(), self.name)
         except UpstreamError as exc:
             if exc.transient:
                 raise
@@ -95,10 +103,13 @@ class OpenAIResponder:
                 "LLM refused the request; using offline reply",
                 extra={"fields": {"status": exc.status}},
             )
-            return await self.fallback.reply(conversation)
+            return await self._fallback(conversation)
         except (KeyError, IndexError, TypeError) as exc:
             log.error(
                 "LLM answer has no content; using offline reply",
                 extra={"fields": {"error": type(exc).__name__}},
             )
-            return await self.fallback.reply(conversation)
+            return await self._fallback(conversation)
+
+    async def _fallback(self, conversation: Conversation) -> Reply:
+        return Reply(self.fallback.text(conversation), f"{self.fallback.name}-fallback")

@@ -23,7 +23,7 @@ from services.conversation.handlers import (
     load,
     record_failure,
 )
-from services.conversation.responders import OpenAIResponder
+from services.conversation.responders import OpenAIResponder, Reply
 from services.dedup.handlers import record_delivery
 from shared.broker.bus import Context, Publish
 from shared.eventstore.memory import InMemoryEventStore
@@ -73,13 +73,13 @@ class FakeResponder:
         self.published_before: list[list[Publish]] = []  # what was published when called
         self.fail_on: set[str] = set()
 
-    async def reply(self, conversation: Conversation) -> str:
+    async def reply(self, conversation: Conversation) -> Reply:
         self.calls.append([(t.role, t.text) for t in conversation.turns])
         self.published_before.append(list(self.harness.published))
         last = conversation.turns[-1].text
         if last in self.fail_on:
             raise RuntimeError(f"responder failed on {last!r}")
-        return f"re: {last}"
+        return Reply(f"re: {last}", self.name)
 
 
 class Harness:
@@ -425,7 +425,7 @@ async def test_openai_responder_sends_persona_and_history(fake_openai: FakeOpenA
         state = conversation_with(7)
         answer = await bot.reply(state)
 
-    assert answer == f"echo: {state.turns[-1].text}"
+    assert answer == Reply(f"echo: {state.turns[-1].text}", "openai")
     [body] = fake_openai.completions
     assert body["model"] == "gpt-test"
     assert body["messages"][0] == {"role": "system", "content": "You are Bob."}
