@@ -22,11 +22,11 @@ import asyncpg
 from services.ingress.signature import sign
 from shared.config import load_settings
 from shared.stack import SERVICES, Stack
+from tests.support import pywa
 from tests.support.fakes import FakeGraphAPI, FakeOpenAI
 
 APP_SECRET = "e2e-app-secret"
 VERIFY_TOKEN = "e2e-verify-token"
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "meta-webhooks" / "pywa"
 
 
 def free_port() -> int:
@@ -190,8 +190,4 @@ def uniquify(payload: dict[str, Any], customer: str | None = None) -> dict[str, 
 
 
 def load_fixtures() -> dict[str, dict[str, Any]]:
-    cases: dict[str, dict[str, Any]] = {}
-    for path in sorted(FIXTURES.glob("*.json")):
-        for name, payload in json.loads(path.read_text()).items():
-            cases[f"{path.stem}:{name}"] = payload
-    return cases
+    return pywa.payloads()

@@ -30,8 +30,8 @@ from shared.eventstore.memory import InMemoryEventStore
 from shared.payloads import messages_payload
 from shared.resilience import Upstream
 from shared.schemas import CustomerMessage, MarkRead, SendMessage, WebhookDelivery
+from tests.support import pywa
 from tests.support.fakes import FakeOpenAI
-from tests.unit import pywa
 
 PHONE = "100000000000001"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.conversation.interpret import interpret
-from tests.unit import pywa
+from tests.support import pywa
 
 
 def test_text_is_a_turn_with_its_body() -> None:

@@ -34,8 +34,8 @@ from shared.payloads import status_payload
 from shared.resilience import Upstream, UpstreamError
 from shared.schemas import MarkRead, SendMessage, StatusUpdate, WebhookDelivery
 from tests.conftest import GRAPH_ACCESS_TOKEN
+from tests.support import pywa
 from tests.support.fakes import FakeGraphAPI, Fault, meta_error, sends_to
-from tests.unit import pywa
 
 PHONE = "100000000000001"
 MAX_TRIES = 3

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from services.ingress.signature import is_valid, sign
-from tests.unit import pywa
+from tests.support import pywa
 
 SECRET = "app-secret"
 BODY = json.dumps(pywa.payload("message:text")).encode()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.dedup.split import Change, Inbound, Status, split_delivery
-from tests.unit import pywa
+from tests.support import pywa
 
 ALL = pywa.payloads()
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/fixtures/meta-webhooks/pywa")
+# ../shared beside the repository (as on the developers' machines and in CI).
+FIXTURES = Path(
+    os.environ.get(
+        "PYWA_FIXTURES",
+        Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "meta-webhooks" / "pywa",
+    )
+)
 
 
 @cache
 def _all() -> dict[str, dict[str, Any]]:
     payloads: dict[str, dict[str, Any]] = {}
+    if not FIXTURES.is_dir():
+        raise FileNotFoundError(f"pywa fixtures not found at {FIXTURES} (set PYWA_FIXTURES)")
     for path in sorted(FIXTURES.glob("*.json")):
         for case, payload in json.loads(path.read_text()).items():
             payloads[f"{path.stem}:{case}"] = payload
