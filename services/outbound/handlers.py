@@ -9,6 +9,7 @@ know whether Meta got it, so it is counted, recorded as SendInterrupted, and sen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from services.outbound.graph import NAMES, GraphClient, PermanentSendError
 from services.outbound.lifecycle import fold
 from services.outbound.ratelimit import RateLimiter
 from shared.broker.bus import Context, Publish
-from shared.eventstore import EventStore, NewEvent
+from shared.eventstore import EventStore, NewEvent, StoreUnavailable
 from shared.observability import metrics
 from shared.schemas import MarkRead, SendMessage, StatusUpdate
 
@@ -122,28 +123,32 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
             expected_version=version,
         )
         raise
-    async with deps.store.transaction() as tx:
-        await tx.append(
-            stream, [NewEvent("SendSucceeded", {"wamid": wamid}, meta)], expected_version=version
-        )
-        await tx.append(
-            message_stream(wamid),
-            [
-                NewEvent(
-                    "MessageSent",
-                    {
-                        "wamid": wamid,
-                        "command_id": cmd.command_id,
-                        "conversation_id": cmd.conversation_id,
-                        "phone_number_id": cmd.phone_number_id,
-                        "seq": cmd.seq,
-                        "payload": cmd.payload,
-                        "dry_run": deps.graph is None,
-                    },
-                    meta,
-                )
-            ],
-        )
+    succeeded = NewEvent("SendSucceeded", {"wamid": wamid}, meta)
+    sent = NewEvent(
+        "MessageSent",
+        {
+            "wamid": wamid,
+            "command_id": cmd.command_id,
+            "conversation_id": cmd.conversation_id,
+            "phone_number_id": cmd.phone_number_id,
+            "seq": cmd.seq,
+            "payload": cmd.payload,
+            "dry_run": deps.graph is None,
+        },
+        meta,
+    )
+    while True:
+        try:
+            async with deps.store.transaction() as tx:
+                await tx.append(stream, [succeeded], expected_version=version)
+                await tx.append(message_stream(wamid), [sent])
+            break
+        except StoreUnavailable as exc:
+            # Meta has accepted the message: give up the wamid now and the redelivery would
+            # find SendStarted and send it a second time. Wait for the database instead (same
+            # event ids, so a commit that did land is recognised).
+            log.warning("send not recorded yet: database unavailable; retrying the commit")
+            await asyncio.sleep(exc.delay)
     metrics.replies_sent.labels("sent", "").inc()
     if cmd.received_at:
         metrics.reply_latency.observe(max(0.0, time.time() - cmd.received_at))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aio_pika
+import aiormq
 import msgspec
 from aio_pika.abc import (
     AbstractIncomingMessage,
@@ -34,6 +35,21 @@ from shared.schemas import Message
 log = logging.getLogger("bus")
 _encode = msgspec.json.Encoder().encode
 PUBLISH_TIMEOUT = 5.0
+BROKER_RETRY_DELAY = 1.0
+# A publish that fails like this failed because of the broker (restarting, connection or
+# channel lost, no confirm, queue full), not because of the message.
+_BROKER_FAILURES = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class BrokerUnavailable(RetryLater):
+    """A publish did not get through. A consumer holds the key's lane and runs the handler
+    again (it is idempotent) instead of moving on: the key's next message must not publish
+    its outputs before this one's, or a customer could get reply 4 before reply 3."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,12 @@ class Bus:
             headers=headers,
             timestamp=time.time(),
         )
-        await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
+        try:
+            await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
+        except _BROKER_FAILURES as exc:
+            raise BrokerUnavailable(
+                f"publish failed: {type(exc).__name__}: {exc}", BROKER_RETRY_DELAY
+            ) from exc
 
     async def _publish_to(
         self,

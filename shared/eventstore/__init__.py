@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from shared.errors import RetryLater
+
 ANY: int | None = None
 NO_STREAM = -1
 
@@ -27,6 +29,12 @@ def event_id_for(*key: str) -> uuid.UUID:
 
 class WrongExpectedVersion(Exception):
     """Another writer appended to the stream first (optimistic concurrency)."""
+
+
+class StoreUnavailable(RetryLater):
+    """The database cannot be reached (restarting, down, connection lost). Says nothing about
+    the message being handled, so consumers hold its lane and retry, uncounted, rather than
+    spending its attempts and dead-lettering it."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):

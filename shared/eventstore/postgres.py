@@ -17,11 +17,23 @@ from shared.eventstore import (
     NewEvent,
     Position,
     RecordedEvent,
+    StoreUnavailable,
     WrongExpectedVersion,
 )
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
+
+# The server is gone or going (restart, crash, network), not a problem with the statement.
+# OSError covers refused connections and timeouts.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+UNAVAILABLE_RETRY_DELAY = 0.5
 
 _COLUMNS = (
     "event_id, stream_name, stream_version, global_position, transaction_id::text AS txid, "
@@ -46,6 +58,29 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncp
     )
 
 
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"database unavailable: {type(exc).__name__}: {exc}", UNAVAILABLE_RETRY_DELAY
+    )
+
+
+@contextlib.asynccontextmanager
+async def _lost_as_unavailable(conn: Any) -> AsyncIterator[None]:
+    """A connection that dies between two statements (e.g. inside a transaction) surfaces as an
+    InterfaceError once the pool has taken it back; checked while we still hold it, so that
+    misuse errors on a healthy connection stay what they are."""
+    try:
+        yield
+    except asyncpg.InterfaceError as exc:
+        try:
+            lost = conn.is_closed()
+        except asyncpg.InterfaceError:
+            lost = True  # the pool reclaimed it: it is dead
+        if lost:
+            raise _unavailable(exc) from exc
+        raise
+
+
 def _record(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
         id=row["event_id"],
@@ -68,12 +103,16 @@ class PostgresEventStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        if self._conn is not None:
-            yield self._conn
-        else:
-            assert self._pool is not None
-            async with self._pool.acquire() as conn:
-                yield conn
+        try:
+            if self._conn is not None:
+                async with _lost_as_unavailable(self._conn):
+                    yield self._conn
+            else:
+                assert self._pool is not None
+                async with self._pool.acquire() as conn, _lost_as_unavailable(conn):
+                    yield conn
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresEventStore]:
