@@ -26,7 +26,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shared.broker.topology import DEAD_LETTERS, DeclaredStage, Stage, declare_all, stages
+from shared.broker.topology import (
+    DEAD_LETTERS,
+    DeclaredStage,
+    Stage,
+    declare_all,
+    declare_stage,
+    stages,
+)
 from shared.config import Settings
 from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics
@@ -277,8 +284,6 @@ class Consumer:
         assert self.bus.connection is not None
         self._channel = await self.bus.connection.channel()  # type: ignore[assignment]
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
-        from shared.broker.topology import declare_stage
-
         declared = await declare_stage(self._channel, self.stage, self.settings)
         self._queues = declared.queues  # strong references for the robust channel
         self._tags = [await queue.consume(self._on_message) for queue in self._queues]
