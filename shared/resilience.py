@@ -17,9 +17,11 @@ import aiohttp
 import backoff
 import msgspec
 import pybreaker
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from shared.errors import PermanentError, RetryLater
-from shared.observability import metrics
+from shared.observability import metrics, tracing
 
 _decode = msgspec.json.Decoder().decode
 
@@ -52,6 +54,18 @@ def retry_after_seconds(headers: Any, default: float | None = None) -> float | N
         return default
 
 
+class _BreakerMetrics(pybreaker.CircuitBreakerListener):
+    """Breaker state as a gauge (0 closed, 1 half-open, 2 open) and its transitions."""
+
+    STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        name = str(cb.name)
+        state = str(getattr(new_state, "name", new_state))
+        metrics.breaker_state.labels(name).set(self.STATES.get(state, 2))
+        metrics.breaker_transitions.labels(name, state).inc()
+
+
 def _is_permanent(exc: BaseException) -> bool:
     # A refusal raised by a caller's classify (e.g. Meta's 131047) is the upstream working
     # as intended: it must neither be retried nor trip the breaker for everyone else.
@@ -79,7 +93,9 @@ class Upstream:
             reset_timeout=reset_timeout,
             exclude=[_is_permanent, RetryLater],
             name=name,
+            listeners=[_BreakerMetrics()],
         )
+        metrics.breaker_state.labels(name).set(0)
         self.max_tries = max_tries
         self.backoff_factor = backoff_factor
 
@@ -124,6 +140,17 @@ class Upstream:
         classify: Callable[[int, Any, Any], None] | None,
         **kwargs: Any,
     ) -> Any:
+        # No URL attribute: Graph API paths carry ids; the upstream's name is enough.
+        with tracing.span(f"{self.name} {method}", SpanKind.CLIENT, upstream=self.name):
+            return await self._call(method, url, classify, **kwargs)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        classify: Callable[[int, Any, Any], None] | None,
+        **kwargs: Any,
+    ) -> Any:
         started = time.perf_counter()
         result = "error"
         try:
@@ -148,6 +175,7 @@ class Upstream:
             result = "timeout" if isinstance(exc, TimeoutError) else "network"
             raise TransientNetworkError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         finally:
+            trace.get_current_span().set_attribute("upstream.result", result)
             metrics.upstream_duration.labels(self.name, result).observe(
                 time.perf_counter() - started
             )

@@ -17,6 +17,7 @@ from shared.broker.bus import Bus, Consumer, Service
 from shared.config import Settings, load_settings
 from shared.eventstore.postgres import PostgresEventStore, create_pool
 from shared.observability.logging import configure_logging
+from shared.observability.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("runtime")
 
@@ -100,6 +101,7 @@ def run_consumer_service(name: str, build: Callable[[Infra], Awaitable[Service]]
     """Entry point of a consumer service: `python -m services.<name>`."""
     settings = load_settings()
     configure_logging(name, settings.log_level)
+    configure_tracing(name)
 
     async def main() -> None:
         infra = await open_infra(settings)
@@ -118,5 +120,6 @@ def run_consumer_service(name: str, build: Callable[[Infra], Awaitable[Service]]
             await close()
         await infra.bus.close()
         await infra.pool.close()
+        shutdown_tracing()
 
     asyncio.run(main())

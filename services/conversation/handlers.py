@@ -8,6 +8,7 @@ lost in a crash between commit and ack). Outbound drops the re-emitted duplicate
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from services.conversation.responders import Responder
 from shared.broker.bus import Context, Publish
 from shared.eventstore import EventStore
 from shared.schemas import CustomerMessage, MarkRead, SendMessage
+
+log = logging.getLogger("conversation")
 
 
 @dataclass
@@ -99,6 +102,17 @@ async def handle_customer_message(msg: CustomerMessage, ctx: Context, deps: Deps
         events = [type(e)(e.type, e.data, metadata, e.id) for e in events]
         appended = await deps.store.append(stream, events, expected_version=state.version)
         state.version = appended[-1].stream_version
+        log.info(
+            "turn handled",
+            extra={
+                "fields": {
+                    "conversation": msg.conversation_id,
+                    "seq": seq,
+                    "kind": meaning.kind,
+                    "answered": seq in state.replies,
+                }
+            },
+        )
         if seq in state.replies:
             # Published per turn, right after its commit: a later turn failing must not hold
             # back the reply to an earlier one.

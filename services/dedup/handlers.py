@@ -9,6 +9,7 @@ downstream handlers recognise what they have already done.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 import msgspec
@@ -20,6 +21,8 @@ from shared.observability import metrics
 from shared.schemas import CustomerMessage, StatusUpdate, WebhookDelivery
 
 _decode = msgspec.json.Decoder().decode
+log = logging.getLogger("dedup")
+KNOWN_STATUSES = {"sent", "delivered", "read", "played", "failed", "deleted", "warning"}
 
 
 def inbox_stream(conversation_id: str) -> str:
@@ -107,6 +110,17 @@ async def _record_message(
         inbox_stream(item.conversation_id),
         [NewEvent("MessageReceived", data, meta, event_id_for("message", item.wamid))],
     )
+    log.info(
+        "message recorded",
+        extra={
+            "fields": {
+                "conversation": item.conversation_id,
+                "seq": appended.stream_version,
+                "type": item.type,
+                "duplicate": appended.duplicate,
+            }
+        },
+    )
     if appended.duplicate:
         metrics.dedup_duplicates.labels("message").inc()
         stored = await tx.find(appended.event_id)
@@ -153,6 +167,10 @@ async def _record_status(
     )
     if appended.duplicate:
         metrics.dedup_duplicates.labels("status").inc()
+    else:
+        metrics.statuses_received.labels(
+            item.status if item.status in KNOWN_STATUSES else "other"
+        ).inc()
     return Publish(
         "outbound",
         item.conversation_id,

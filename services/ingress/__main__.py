@@ -12,6 +12,7 @@ from services.ingress.app import create_app
 from shared.broker.bus import Bus
 from shared.config import load_settings
 from shared.observability.logging import configure_logging
+from shared.observability.tracing import configure_tracing, shutdown_tracing
 from shared.runtime import connect_with_retry, serve, wait_for_signal
 
 log = logging.getLogger("ingress")
@@ -45,8 +46,10 @@ async def main() -> None:
     await wait_for_signal()
     await runner.cleanup()
     await bus.close()
+    shutdown_tracing()
 
 
 if __name__ == "__main__":
     configure_logging("ingress", load_settings().log_level)
+    configure_tracing("ingress")
     asyncio.run(main())

@@ -5,18 +5,18 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
-import secrets
 import time
 import uuid
 
 import msgspec
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
 from services.ingress.routing import routing_key
 from services.ingress.signature import is_valid
 from shared.broker.bus import Bus
 from shared.config import Settings
-from shared.observability import metrics
+from shared.observability import metrics, tracing
 from shared.schemas import WebhookDelivery
 
 log = logging.getLogger("ingress")
@@ -41,6 +41,14 @@ async def verify_subscription(request: web.Request) -> web.Response:
 
 
 async def receive(request: web.Request) -> web.Response:
+    # Each delivery starts a trace that follows its messages through every service.
+    with tracing.new_trace_root(), tracing.span("POST /webhook", SpanKind.SERVER) as current:
+        response = await _receive(request)
+        current.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+async def _receive(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     received_at = time.time()
     try:
@@ -93,9 +101,6 @@ async def _publish(bus: Bus, key: str, delivery: WebhookDelivery) -> bool:
             headers={
                 "x-delivery-id": delivery.delivery_id,
                 "x-correlation-id": delivery.delivery_id,
-                # One trace per delivery from here on (W3C trace context, carried in AMQP
-                # headers and in every event's metadata).
-                "traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01",
             },
         )
     except Exception as exc:

@@ -150,6 +150,10 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
             log.warning("send not recorded yet: database unavailable; retrying the commit")
             await asyncio.sleep(exc.delay)
     metrics.replies_sent.labels("sent", "").inc()
+    log.info(
+        "reply sent",
+        extra={"fields": {"conversation": cmd.conversation_id, "seq": cmd.seq, "wamid": wamid}},
+    )
     if cmd.received_at:
         metrics.reply_latency.observe(max(0.0, time.time() - cmd.received_at))
     return []
@@ -173,7 +177,7 @@ async def track_status(cmd: StatusUpdate, ctx: Context, deps: Deps) -> list[Publ
     life = fold(events)
     if not events or not life.advanced:
         return []
-    metrics.statuses.labels(life.status).inc()
+    metrics.lifecycle_changes.labels(life.status).inc()
     await deps.store.append(
         stream,
         [

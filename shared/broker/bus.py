@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -25,18 +26,20 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from opentelemetry.trace import SpanKind
 
 from shared.broker.topology import (
     DEAD_LETTERS,
     DeclaredStage,
     Stage,
     declare_all,
+    declare_dead_letters,
     declare_stage,
     stages,
 )
 from shared.config import Settings
 from shared.errors import PermanentError, RetryLater
-from shared.observability import metrics
+from shared.observability import metrics, tracing
 from shared.schemas import Message
 
 log = logging.getLogger("bus")
@@ -82,8 +85,9 @@ class Context:
         """Event metadata: correlation and causation ids link events to what caused them, and
         the W3C trace context ties them to the customer message's trace."""
         meta = {"correlation_id": self.correlation_id, "causation_id": self.message_id}
-        if self.headers.get("traceparent"):
-            meta["traceparent"] = str(self.headers["traceparent"])
+        traceparent = tracing.current_traceparent() or self.headers.get("traceparent")
+        if traceparent:
+            meta["traceparent"] = str(traceparent)
         return meta
 
 
@@ -145,22 +149,34 @@ class Bus:
         correlation_id: str | None,
         message_id: str | None = None,
     ) -> None:
-        msg = aio_pika.Message(
-            body,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            content_type="application/json",
-            type=type_,
-            message_id=message_id or uuid.uuid4().hex,
-            correlation_id=correlation_id,
-            headers=headers,
-            timestamp=time.time(),
-        )
-        try:
-            await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
-        except _BROKER_FAILURES as exc:
-            raise BrokerUnavailable(
-                f"publish failed: {type(exc).__name__}: {exc}", BROKER_RETRY_DELAY
-            ) from exc
+        with tracing.span(
+            f"{exchange.name} publish",
+            SpanKind.PRODUCER,
+            **{
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": exchange.name,
+                "messaging.message.type": type_ or "",
+            },
+        ) as current:
+            # The consumer continues this span's trace; x-published-at measures its lag.
+            headers = tracing.inject({**headers, "x-published-at": time.time()})
+            msg = aio_pika.Message(
+                body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+                type=type_,
+                message_id=message_id or uuid.uuid4().hex,
+                correlation_id=correlation_id,
+                headers=headers,
+                timestamp=time.time(),
+            )
+            try:
+                await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
+            except _BROKER_FAILURES as exc:
+                tracing.record_error(current, exc)
+                raise BrokerUnavailable(
+                    f"publish failed: {type(exc).__name__}: {exc}", BROKER_RETRY_DELAY
+                ) from exc
 
     async def _publish_to(
         self,
@@ -173,8 +189,6 @@ class Bus:
         hdrs = dict(headers or {})
         if ctx is not None:
             hdrs.setdefault("x-causation-id", ctx.message_id)
-            if ctx.headers.get("traceparent"):
-                hdrs.setdefault("traceparent", ctx.headers["traceparent"])
         await self.publish_raw(
             exchange,
             key,
@@ -278,6 +292,8 @@ class Consumer:
         self._channel: AbstractRobustChannel | None = None
         self._queues: list[Any] = []
         self._tags: list[str] = []
+        self._watched: list[Any] = []
+        self._poller: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -285,13 +301,33 @@ class Consumer:
         self._channel = await self.bus.connection.channel()  # type: ignore[assignment]
         await self._channel.set_qos(prefetch_count=self.settings.prefetch)
         declared = await declare_stage(self._channel, self.stage, self.settings)
+        _, dead_letters = await declare_dead_letters(self._channel)
         self._queues = declared.queues  # strong references for the robust channel
-        self._tags = [await queue.consume(self._on_message) for queue in self._queues]
+        self._watched = [*declared.queues, declared.retry_queue, dead_letters]
+        self._tags = [
+            await queue.consume(functools.partial(self._on_message, queue.name))
+            for queue in self._queues
+        ]
+        self._poller = asyncio.create_task(self._poll_depths())
+
+    async def _poll_depths(self, every: float = 5.0) -> None:
+        """Queue depth and consumers for the dashboard (and the dead-letter alert)."""
+        while not self._stopping:
+            for queue in self._watched:
+                try:
+                    result = await queue.declare()
+                except Exception:
+                    break  # broker away: try again next round
+                metrics.queue_messages.labels(queue.name).set(result.message_count or 0)
+                metrics.queue_consumers.labels(queue.name).set(result.consumer_count or 0)
+            await asyncio.sleep(every)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages, let in-flight ones finish (bounded), then close. Whatever
         is still unacked after the grace period is redelivered to the next consumer."""
         self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
         for queue, tag in zip(self._queues, self._tags, strict=False):
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
@@ -301,8 +337,28 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await self._channel.close()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self.lanes.submit(message.routing_key or "", lambda: self._process(message))
+    async def _on_message(self, queue: str, message: AbstractIncomingMessage) -> None:
+        self.lanes.submit(message.routing_key or "", lambda: self._traced(queue, message))
+
+    async def _traced(self, queue: str, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        published = headers.get("x-published-at")
+        if isinstance(published, int | float):
+            metrics.consumer_lag.labels(queue).observe(max(0.0, time.time() - published))
+        # One trace per customer message: continue the producer's span across the broker.
+        with (
+            tracing.continue_trace(headers),
+            tracing.span(
+                f"{queue.rsplit('.', 1)[0]} process",
+                SpanKind.CONSUMER,
+                **{
+                    "messaging.system": "rabbitmq",
+                    "messaging.destination.name": queue,
+                    "messaging.message.type": message.type or "",
+                },
+            ),
+        ):
+            await self._process(message)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         headers = dict(message.headers or {})

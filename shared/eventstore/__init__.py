@@ -22,6 +22,11 @@ NO_STREAM = -1
 EVENT_NAMESPACE = uuid.UUID("5d6f3c0e-2b1a-4c39-9a57-0d7f6b1d2e11")
 
 
+def category(stream: str) -> str:
+    """`inbox-123.456` -> `inbox`."""
+    return stream.split("-", 1)[0]
+
+
 def event_id_for(*key: str) -> uuid.UUID:
     """Deterministic event id for a natural key: the same input always gives the same id."""
     return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(key))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import msgspec
+from opentelemetry.trace import SpanKind
 
 from shared.eventstore import (
     ANY,
@@ -19,7 +21,9 @@ from shared.eventstore import (
     RecordedEvent,
     StoreUnavailable,
     WrongExpectedVersion,
+    category,
 )
+from shared.observability import metrics, tracing
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -124,21 +128,35 @@ class PostgresEventStore:
     ) -> list[Appended]:
         if not events:
             return []
-        try:
-            async with self._connection() as conn:
-                rows = await conn.fetch(
-                    "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
-                    stream,
-                    expected_version,
-                    [e.id for e in events],
-                    [e.type for e in events],
-                    [e.data for e in events],
-                    [e.metadata for e in events],
-                )
-        except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) == "ES409":
-                raise WrongExpectedVersion(str(exc)) from exc
-            raise
+        started = time.perf_counter()
+        # The category only: a stream id can hold a customer's phone number.
+        with tracing.span(
+            "eventstore append",
+            SpanKind.CLIENT,
+            **{
+                "db.system": "postgresql",
+                "eventstore.category": category(stream),
+                "eventstore.events": len(events),
+            },
+        ):
+            try:
+                async with self._connection() as conn:
+                    rows = await conn.fetch(
+                        "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
+                        stream,
+                        expected_version,
+                        [e.id for e in events],
+                        [e.type for e in events],
+                        [e.data for e in events],
+                        [e.metadata for e in events],
+                    )
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) == "ES409":
+                    metrics.eventstore_conflicts.inc()
+                    raise WrongExpectedVersion(str(exc)) from exc
+                raise
+            finally:
+                metrics.eventstore_append_duration.observe(time.perf_counter() - started)
         return [
             Appended(r["event_id"], r["stream_version"], r["global_position"], r["duplicate"])
             for r in rows

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from shared.observability.tracing import trace_ids
+
 _PHONE = re.compile(r"(?<!\d)(\d{3})(\d{4,9})(\d{3})(?!\d)")
 _encode = msgspec.json.Encoder().encode
 
@@ -46,6 +48,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": mask_phone(record.getMessage()),
         }
+        ids = trace_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         fields = getattr(record, "fields", None)
         if fields:
             line.update(_mask(fields))

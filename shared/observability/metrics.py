@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 events_processed = Counter(
     "events_processed_total", "Broker messages handled", ["service", "type", "outcome"]
@@ -24,7 +24,9 @@ uncertain_sends = Counter(
     "outbound_uncertain_sends_total",
     "Sends interrupted by a crash inside the Graph API call (may reach the customer twice)",
 )
-statuses = Counter("message_statuses_total", "Delivery statuses received", ["status"])
+lifecycle_changes = Counter(
+    "message_lifecycle_changes_total", "Outgoing messages moving forward, by new status", ["status"]
+)
 upstream_duration = Histogram(
     "upstream_request_duration_seconds",
     "Calls to the outside world",
@@ -35,4 +37,32 @@ reply_latency = Histogram(
     "reply_latency_seconds",
     "Webhook received at ingress to reply accepted by Meta",
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+# Broker: depth of each queue, polled by the consumers that own it, and how long a message
+# waited between publish and the start of its handling.
+queue_messages = Gauge("queue_messages", "Messages ready in a queue", ["queue"])
+queue_consumers = Gauge("queue_consumers", "Consumers attached to a queue", ["queue"])
+consumer_lag = Histogram(
+    "consumer_lag_seconds",
+    "Publish to start of handling",
+    ["queue"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+# Event store.
+eventstore_append_duration = Histogram(
+    "eventstore_append_duration_seconds",
+    "One append to a stream",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+eventstore_conflicts = Counter(
+    "eventstore_conflicts_total", "Appends refused: another writer was first"
+)
+# Circuit breakers: 0 closed, 1 half-open, 2 open.
+breaker_state = Gauge("circuit_breaker_state", "0 closed, 1 half-open, 2 open", ["upstream"])
+breaker_transitions = Counter(
+    "circuit_breaker_transitions_total", "Breaker state changes", ["upstream", "state"]
+)
+statuses_received = Counter(
+    "statuses_received_total", "New delivery statuses from Meta, by kind", ["status"]
 )
