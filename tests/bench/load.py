@@ -25,6 +25,7 @@ from services.ingress.signature import sign
 from shared.payloads import text_message
 from tests.e2e.harness import APP_SECRET, start_stack
 from tests.support.infra import start_infra
+from tests.support.otlp import FakeOTLPCollector
 
 
 def pct(values: list[float], p: float) -> float:
@@ -164,8 +165,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, nargs="+", default=[100])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument(
+        "--tracing", action="store_true", help="export spans (OTLP) to a fake collector"
+    )
     args = parser.parse_args()
     infra = start_infra()
+    collector = FakeOTLPCollector().start() if args.tracing else None
+    tracing_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url} if collector is not None else {}
     # Meta's top tier (1,000/s per number): the default 80/s would cap the end-to-end run.
     running = start_stack(
         infra.amqp_url,
@@ -173,6 +179,7 @@ def main() -> None:
         LOG_LEVEL="WARNING",
         PREFETCH="128",
         WHATSAPP_RATE_PER_SECOND="1000",
+        **tracing_env,
     )
     try:
         url = running.ingress_url + "/webhook"
@@ -187,6 +194,9 @@ def main() -> None:
         running.stack.down()
         running.graph.stop()
         running.openai.stop()
+        if collector is not None:
+            print("spans exported", len(collector.spans))
+            collector.stop()
         infra.cleanup()
 
 
