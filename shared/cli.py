@@ -7,6 +7,7 @@ down     stop the services
 status   which services run and whether they are ready
 demo     post a signed test webhook to ingress and print the bot's reply
 dead-letters [--replay]   list the dead-lettered messages (or send them back to their stage)
+endpoints ...  the webhook relay's CRM endpoints, deliveries and replays (`endpoints -h`)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import aio_pika
 
 from services.ingress.signature import sign
+from services.webhook_relay import cli as relay_cli
 from shared.broker.topology import DEAD_LETTERS, declare_all
 from shared.config import Settings, load_settings, read_env_file
 from shared.eventstore.migrate import ensure_database, migrate
@@ -44,6 +46,8 @@ def ensure_env_file(path: Path) -> bool:
         f"WHATSAPP_VERIFY_TOKEN={secrets.token_urlsafe(24)}",
         "WHATSAPP_ACCESS_TOKEN=",
         "OPENAI_API_KEY=",
+        # The webhook relay's admin API (and `shared.cli endpoints`) need it.
+        f"ADMIN_TOKEN={secrets.token_urlsafe(32)}",
     ]
     previous = path.read_text() if path.exists() else ""
     path.write_text(
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     dead = sub.add_parser("dead-letters")
     dead.add_argument("--replay", action="store_true")
     dead.set_defaults(fn=cmd_dead_letters)
+    relay_cli.add_parser(sub, lambda: load_settings(env_file=ROOT / ".env"))
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

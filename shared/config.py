@@ -34,6 +34,8 @@ class Settings:
     dedup_port: int = 8081
     conversation_port: int = 8082
     outbound_port: int = 8083
+    media_port: int = 8084
+    webhook_relay_port: int = 8085
     whatsapp_app_secret: str = ""
     whatsapp_verify_token: str = ""
     whatsapp_access_token: str = ""
@@ -51,10 +53,27 @@ class Settings:
     history_turns: int = 10
     elevenlabs_api_key: str = ""
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
-    elevenlabs_voice_id: str = ""
+    # A premade voice every ElevenLabs account has ("George"); any voice id of yours works.
+    elevenlabs_voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
+    elevenlabs_model_id: str = "eleven_multilingual_v2"
+    # Ogg/Opus: the format WhatsApp plays as a voice note, so no conversion is needed.
+    elevenlabs_output_format: str = "opus_48000_64"
+    elevenlabs_timeout: float = 15.0
+    media_enabled: bool = True
+    media_dir: str = "media"
+    media_download_timeout: float = 30.0
+    media_s3_bucket: str = ""
+    media_s3_endpoint_url: str = ""
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str = ""
+    media_s3_secret_access_key: str = ""
+    media_s3_prefix: str = ""
+    transcription_model: str = "whisper-1"
+    transcription_timeout: float = 15.0
     dedup_queues: int = 4
     conversation_queues: int = 4
     outbound_queues: int = 4
+    media_queues: int = 4
     prefetch: int = 64
     max_attempts: int = 5
     retry_delay_ms: int = 2000
@@ -62,6 +81,18 @@ class Settings:
     max_body_bytes: int = 1_048_576
     breaker_fail_max: int = 5
     breaker_reset_seconds: float = 30.0
+    # Webhook relay (services/webhook_relay): domain events to the business's CRMs.
+    admin_token: str = ""  # bearer token of the relay's admin API; unset = no admin API
+    webhook_timeout: float = 15.0
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+    webhook_retry_jitter: float = 0.2
+    webhook_max_in_flight: int = 10  # per endpoint
+    webhook_poll_interval: float = 0.2
+    webhook_allow_http: bool = False
+    webhook_allowed_networks: str = ""  # CIDRs exempt from the SSRF guard, e.g. 10.0.0.0/8
+    webhook_secret_grace_seconds: float = 86400.0
+    webhook_max_pause: float = 3600.0
+    webhook_retention_days: float = 14.0
     log_level: str = "INFO"
     run_dir: str = ".run"
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

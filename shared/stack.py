@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.config import Settings
 
-SERVICES = ("ingress", "dedup", "conversation", "outbound")
+SERVICES = ("ingress", "dedup", "conversation", "outbound", "media", "webhook_relay")
 ROOT = Path(__file__).resolve().parent.parent
 
 

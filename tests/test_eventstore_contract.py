@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -53,6 +54,17 @@ async def read_everything(store: EventStore, after: Position = START) -> list[Re
             return out
         out.extend(page)
         after = page[-1].position
+
+
+async def read_until(
+    store: EventStore, after: Position, done: Callable[[list[RecordedEvent]], bool]
+) -> list[RecordedEvent]:
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        events = await read_everything(store, after)
+        if done(events) or asyncio.get_running_loop().time() > deadline:
+            return events
+        await asyncio.sleep(0.1)
 
 
 # --- contract: every backend ---------------------------------------------------------------
@@ -202,14 +214,16 @@ async def test_read_all_after_a_position_returns_only_later_events_in_order(
     await store.append(a, [ev(2)], 0)
     await store.append(b, [ev(3), ev(4)], 0)
 
-    later = await read_everything(store, marker)
+    # read_all holds back rows newer than any transaction still open on the server (in any
+    # database: transaction ids are cluster-wide), so wait for ours instead of reading once.
+    later = await read_until(store, marker, lambda rs: sum(r.stream in (a, b) for r in rs) >= 4)
 
     assert all(r.position > marker for r in later)
     assert [r.position for r in later] == sorted({r.position for r in later})
     mine = [(r.stream, r.data["n"]) for r in later if r.stream in (a, b)]
     assert mine == [(b, 1), (a, 2), (b, 3), (b, 4)]
 
-    everything = await read_everything(store)
+    everything = await read_until(store, START, lambda rs: sum(r.stream in (a, b) for r in rs) >= 5)
     ours = [r.data["n"] for r in everything if r.stream in (a, b)]
     assert ours == [0, 1, 2, 3, 4]
 

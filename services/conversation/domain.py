@@ -32,6 +32,12 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     replies: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> BotReplied data
     failed: dict[int, str] = field(default_factory=dict)
+    # Media (issue 3): the seq whose file the media service is processing (later messages
+    # wait in the inbox until its MediaProcessed), the MediaRequested data per seq, and
+    # whether replies have gone through the media service (then they all must, for order).
+    awaiting_media: int | None = None
+    media_requests: dict[int, dict[str, Any]] = field(default_factory=dict)
+    replies_via_media: bool = False
 
     @classmethod
     def from_events(cls, conversation_id: str, events: list[RecordedEvent]) -> Conversation:
@@ -46,11 +52,17 @@ class Conversation:
         self.last_seq = max(self.last_seq, seq)
         if data.get("customer_name"):
             self.customer_name = data["customer_name"]
+        if type_ in ("CustomerWrote", "TurnFailed") and seq == self.awaiting_media:
+            self.awaiting_media = None
         if type_ == "CustomerWrote":
             self.turns.append(Turn("customer", data["text"], data["wamid"], seq))
         elif type_ == "BotReplied":
             self.turns.append(Turn("bot", data["text"], "", seq))
             self.replies[seq] = data
+            self.replies_via_media |= data.get("delivery") == "media"
+        elif type_ == "MediaRequested":
+            self.awaiting_media = seq
+            self.media_requests[seq] = data
         elif type_ == "CustomerReacted":
             for turn in self._turns_of(data["target"]):
                 turn.reactions = [data["emoji"]] if data["emoji"] else []
@@ -131,19 +143,28 @@ def record_inbound(
 
 
 def bot_replied(
-    state: Conversation, seq: int, text: str, in_reply_to: str, responder: str
+    state: Conversation,
+    seq: int,
+    text: str,
+    in_reply_to: str,
+    responder: str,
+    *,
+    voice: bool = False,
 ) -> NewEvent:
     command_id = str(event_id_for("reply", state.conversation_id, str(seq)))
+    data: dict[str, Any] = {
+        "seq": seq,
+        "text": text,
+        "in_reply_to": in_reply_to,
+        "responder": responder,
+        "command_id": command_id,
+    }
+    if voice or state.replies_via_media:
+        # Through the media service: spoken, or text queued behind earlier spoken replies
+        # (a text sent straight to outbound could overtake them).
+        data.update(delivery="media", voice=voice)
     return NewEvent(
-        "BotReplied",
-        {
-            "seq": seq,
-            "text": text,
-            "in_reply_to": in_reply_to,
-            "responder": responder,
-            "command_id": command_id,
-        },
-        id=event_id_for("bot-replied", state.conversation_id, str(seq)),
+        "BotReplied", data, id=event_id_for("bot-replied", state.conversation_id, str(seq))
     )
 
 

@@ -55,8 +55,31 @@ class OfflineResponder:
             return f"Thank you for your order: {last[len('[order] ') :]}. We'll confirm it shortly."
         if last.startswith("[shared contacts]"):
             return "Thanks, I received the contact details."
+        media = _media_reply(last)
+        if media:
+            return media
         prefix = f"{hello} " if customer_turns == 1 else ""
         return f'{prefix}You said: "{last}" (message {customer_turns} of our chat).'
+
+
+_MEDIA_LABELS = ("voice note", "audio", "image", "video", "document", "sticker")
+
+
+def _media_reply(last: str) -> str:
+    """A media turn as the conversation describes it (`[image] caption`, `[voice note]
+    (transcription unavailable)`, ...): acknowledge it, and say so when it could not be read."""
+    label = next((x for x in _MEDIA_LABELS if last.startswith(f"[{x}]")), "")
+    if not label:
+        return ""
+    if "(the file could not be received" in last:
+        return f"Sorry, I couldn't open the {label} you sent. Could you send it again?"
+    if label in ("voice note", "audio") and last.endswith(")"):
+        return (
+            f"Thanks for your {label}. I can't listen to it right now: could you type your message?"
+        )
+    if label == "sticker":
+        return "Nice sticker! How can I help you today?"
+    return f"Thanks, I received your {label}. A person will take a look and get back to you."
 
 
 class OpenAIResponder:

@@ -47,6 +47,7 @@ def stages(settings: Settings) -> dict[str, Stage]:
         "dedup": Stage("dedup", settings.dedup_queues),
         "conversation": Stage("conversation", settings.conversation_queues),
         "outbound": Stage("outbound", settings.outbound_queues),
+        "media": Stage("media", settings.media_queues),
     }
 
 

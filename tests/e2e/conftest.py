@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.stack import SERVICES
 from tests.e2e.harness import Running, start_stack
 
 
@@ -18,6 +19,8 @@ def running(amqp_url: str, database_url: str) -> Iterator[Running]:
         stack.stack.down()
         stack.graph.stop()
         stack.openai.stop()
+        if stack.elevenlabs is not None:
+            stack.elevenlabs.stop()
 
 
 @pytest.fixture
@@ -29,6 +32,9 @@ def bot(running: Running) -> Iterator[Running]:
     running.openai.clear_faults()
     running.graph.latency = 0.0
     running.openai.latency = 0.0
-    for service in ("ingress", "dedup", "conversation", "outbound"):
+    if running.elevenlabs is not None:
+        running.elevenlabs.clear_faults()
+        running.elevenlabs.latency = 0.0
+    for service in SERVICES:
         if running.stack.pid(service) is None:
             running.restart(service)

@@ -20,13 +20,26 @@ from typing import Any
 import asyncpg
 
 from services.ingress.signature import sign
+from services.webhook_relay.client import AdminClient
 from shared.config import load_settings
 from shared.stack import SERVICES, Stack
 from tests.support import pywa
 from tests.support.fakes import FakeGraphAPI, FakeOpenAI
+from tests.support.media_fakes import FakeElevenLabs, FakeGraphMedia, FakeOpenAIAudio
 
 APP_SECRET = "e2e-app-secret"
 VERIFY_TOKEN = "e2e-verify-token"
+ADMIN_TOKEN = "e2e-admin-token"
+# The relay's retries in seconds rather than hours (about 6 s from first attempt to dead
+# letter), a timeout a hanging CRM can outlast quickly, and CRMs on loopback over http.
+RELAY_ENV = {
+    "ADMIN_TOKEN": ADMIN_TOKEN,
+    "WEBHOOK_RETRY_SCHEDULE": "200ms,400ms,800ms,1600ms,3200ms",
+    "WEBHOOK_TIMEOUT": "3",
+    "WEBHOOK_POLL_INTERVAL": "0.1",
+    "WEBHOOK_ALLOW_HTTP": "true",
+    "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+}
 
 
 def free_port() -> int:
@@ -49,7 +62,18 @@ class Running:
     amqp_url: str
     env: dict[str, str]
     run_dir: Path
+    elevenlabs: FakeElevenLabs | None = None
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    @property
+    def media_dir(self) -> Path:
+        return Path(self.env["MEDIA_DIR"])
+
+    @property
+    def relay_admin(self) -> AdminClient:
+        """The webhook relay's admin API, with the stack's ADMIN_TOKEN."""
+        port = self.stack.settings.webhook_relay_port
+        return AdminClient(f"http://127.0.0.1:{port}", ADMIN_TOKEN)
 
     @property
     def ingress_url(self) -> str:
@@ -135,8 +159,10 @@ class Running:
 
 
 def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
-    graph = FakeGraphAPI(access_token="test-token").start()
-    openai = FakeOpenAI(api_key="test-key").start()
+    # The media-capable fakes answer everything the plain ones do, the same way.
+    graph = FakeGraphMedia(access_token="test-token").start()
+    openai = FakeOpenAIAudio(api_key="test-key").start()
+    elevenlabs = FakeElevenLabs(api_key="test-eleven-key").start()
     run_dir = Path(tempfile.mkdtemp(prefix="wa-e2e-"))
     env = {
         "ENV_FILE": str(run_dir / "absent.env"),
@@ -154,6 +180,13 @@ def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
         "RETRY_DELAY_MS": "300",
         "BREAKER_RESET_SECONDS": "2",
         "HISTORY_TURNS": "6",
+        "MEDIA_DIR": str(run_dir / "media"),
+        "MEDIA_DOWNLOAD_TIMEOUT": "5",
+        "TRANSCRIPTION_TIMEOUT": "5",
+        "ELEVENLABS_TIMEOUT": "5",
+        # The key is left out: voice replies are on only in stacks that pass it.
+        "ELEVENLABS_BASE_URL": elevenlabs.url,
+        **RELAY_ENV,
         "LOG_LEVEL": "INFO",
         **{f"{s.upper()}_PORT": str(free_port()) for s in SERVICES},
         **overrides,
@@ -161,7 +194,7 @@ def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
     settings = load_settings(env=env, env_file=run_dir / "absent.env")
     stack = Stack(settings, env=env)
     stack.up(timeout=60)
-    return Running(stack, graph, openai, database_url, amqp_url, env, run_dir)
+    return Running(stack, graph, openai, database_url, amqp_url, env, run_dir, elevenlabs)
 
 
 def uniquify(payload: dict[str, Any], customer: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Media: keep customers' files for good, transcribe voice notes, speak voice replies."""
