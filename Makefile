@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up down status demo test lint format lock dead-letters
+.PHONY: install up down status demo test lint format lock dead-letters bench bench-quick
 
 install: $(STAMP)
 
@@ -30,6 +30,14 @@ dead-letters: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The benchmark (tests/bench, README "Performance"): its own stack on an isolated vhost and
+# database, about 10 minutes; bench-quick (or ARGS=--quick) under 2. Not part of `make test`.
+bench: install
+	$(BIN)/python -m tests.bench $(ARGS)
+
+bench-quick: install
+	$(BIN)/python -m tests.bench --quick $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
