@@ -958,7 +958,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-latest",
         action="store_true",
-        help="do not copy the table and plot to tests/bench/latest",
+        help="do not copy the table and plot to tests/bench/latest (a --quick run never does)",
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
@@ -982,7 +982,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(bench.results, indent=1, default=str))
     report.write(bench.results, out)
     log(f"results in {out}")
-    if not args.no_latest:
+    # Only a full run is published: a quick one would replace the README's figures with
+    # short, noisier ones.
+    if not args.no_latest and not args.quick:
         LATEST.mkdir(parents=True, exist_ok=True)
         for name in ("results.md", "latency.png"):
             shutil.copy(out / name, LATEST / name)
