@@ -23,10 +23,11 @@ from shared.eventstore import (
     NewEvent,
     Position,
     RecordedEvent,
+    StoreUnavailable,
     WrongExpectedVersion,
 )
 from shared.eventstore.memory import InMemoryEventStore
-from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.postgres import PostgresEventStore, create_pool
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -407,3 +408,32 @@ async def test_transaction_on_a_connection_bound_store_nests(pg_pool: asyncpg.Po
     reader = PostgresEventStore(pg_pool)
     assert [r.id for r in await reader.read_stream(stream_a)] == [ea.id]
     assert await reader.find(eb.id) is None
+
+
+async def test_a_full_connection_limit_is_unavailability_not_a_failure(database_url: str) -> None:
+    """When every connection the server allows is taken, the store must say "retry later"
+    (uncounted) so messages are not dead-lettered for it."""
+    role = f"wa_limit_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    await admin.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+    await admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    host_part = database_url.split("@", 1)[1]
+    dsn = f"postgresql://{role}@{host_part}"
+    holder = await asyncpg.connect(dsn)  # takes the role's only connection
+    pool = await create_pool(dsn, min_size=0, max_size=1)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await PostgresEventStore(pool).append(new_stream(), [ev(0)], NO_STREAM)
+        await holder.close()
+        # The connection is free again: the same call goes through.
+        [appended] = await PostgresEventStore(pool).append(new_stream(), [ev(1)], NO_STREAM)
+        assert appended.stream_version == 0
+    finally:
+        await pool.close()
+        if not holder.is_closed():
+            await holder.close()
+        await admin.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+        await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()

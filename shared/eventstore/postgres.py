@@ -36,6 +36,9 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    # The server's (or the role's) connection limit is reached: other clients are holding
+    # them. Nothing wrong with the message, so wait and retry rather than dead-letter it.
+    asyncpg.TooManyConnectionsError,
 )
 UNAVAILABLE_RETRY_DELAY = 0.5
 
