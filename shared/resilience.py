@@ -9,9 +9,9 @@ Retry-After), the call raises RetryLater: the message waits in its lane instead 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import backoff
@@ -24,6 +24,7 @@ from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics, tracing
 
 _decode = msgspec.json.Decoder().decode
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class UpstreamError(Exception):
 
     def __str__(self) -> str:
         return f"{self.upstream} answered {self.status}: {str(self.body)[:300]}"
+
+
+class CircuitOpen(RetryLater):
+    """The upstream's breaker is open: it has been failing, so no call was made."""
 
 
 class TransientNetworkError(Exception):
@@ -115,6 +120,12 @@ class Upstream:
         **kwargs: Any,
     ) -> Any:
         """Send with retries; returns the decoded JSON (or bytes when not JSON)."""
+        return await self.run(lambda: self._once(method, url, classify, **kwargs), tries)
+
+    async def run(self, attempt_once: Callable[[], Awaitable[T]], tries: int | None = None) -> T:
+        """This upstream's policy around any call (streamed downloads and multipart uploads
+        too): backoff with full jitter on transient errors, the breaker, no retry when
+        permanent, RetryLater (CircuitOpen) while the breaker is open."""
 
         @backoff.on_exception(
             backoff.expo,
@@ -124,12 +135,12 @@ class Upstream:
             jitter=backoff.full_jitter,
             giveup=_is_permanent,
         )
-        async def attempt() -> Any:
+        async def attempt() -> T:
             try:
                 with self.breaker.calling():
-                    return await self._once(method, url, classify, **kwargs)
+                    return await attempt_once()
             except pybreaker.CircuitBreakerError as exc:
-                raise RetryLater(f"{self.name} circuit open", self._open_delay()) from exc
+                raise CircuitOpen(f"{self.name} circuit open", self._open_delay()) from exc
 
         return await attempt()
 

@@ -1,6 +1,5 @@
 """Calls that `Upstream.request` cannot make: a download streamed to disk, or a multipart body
-that must be built afresh for every try. Same policy as `Upstream.request` (its breaker,
-backoff with full jitter, timeouts counted as transient), applied to any coroutine.
+that must be built afresh for every try, run under the upstream's own policy (`Upstream.run`).
 """
 
 from __future__ import annotations
@@ -10,26 +9,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
-import backoff
 import msgspec
-import pybreaker
 
 from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics
-from shared.resilience import TransientNetworkError, Upstream, UpstreamError, retry_after_seconds
+from shared.resilience import (
+    TransientNetworkError,
+    Upstream,
+    UpstreamError,
+    retry_after_seconds,
+)
 
 T = TypeVar("T")
 _decode = msgspec.json.Decoder().decode
-
-
-class CircuitOpen(RetryLater):
-    """The upstream's breaker is open: it has been failing, so no call was made."""
-
-
-def _permanent(exc: BaseException) -> bool:
-    if isinstance(exc, PermanentError):
-        return True
-    return isinstance(exc, UpstreamError) and not exc.transient
 
 
 async def call(
@@ -37,25 +29,10 @@ async def call(
     fn: Callable[[aiohttp.ClientSession], Awaitable[T]],
     tries: int | None = None,
 ) -> T:
-    """Run `fn(session)` with the upstream's retries and breaker. `fn` raises UpstreamError
-    (see `raise_for_status`) or a PermanentError for an answer that is not a success."""
-
-    @backoff.on_exception(
-        backoff.expo,
-        (TransientNetworkError, UpstreamError),
-        max_tries=tries or upstream.max_tries,
-        factor=upstream.backoff_factor,
-        jitter=backoff.full_jitter,
-        giveup=_permanent,
-    )
-    async def attempt() -> T:
-        try:
-            with upstream.breaker.calling():
-                return await _timed(upstream, fn)
-        except pybreaker.CircuitBreakerError as exc:
-            raise CircuitOpen(f"{upstream.name} circuit open", upstream._open_delay()) from exc
-
-    return await attempt()
+    """Run `fn(session)` with the upstream's retries and breaker (`Upstream.run`). `fn`
+    raises UpstreamError (see `raise_for_status`) or a PermanentError for an answer that is
+    not a success."""
+    return await upstream.run(lambda: _timed(upstream, fn), tries)
 
 
 async def _timed(upstream: Upstream, fn: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:

@@ -25,7 +25,6 @@ from typing import Any
 
 from services.media import metrics
 from services.media.audio import ElevenLabsSpeech, Transcriber
-from services.media.calls import CircuitOpen
 from services.media.domain import (
     MediaState,
     attempt_failed_event,
@@ -43,7 +42,7 @@ from services.media.store import MediaStore
 from shared.broker.bus import BrokerUnavailable, Context, Publish
 from shared.errors import PermanentError, RetryLater
 from shared.eventstore import EventStore, NewEvent, StoreUnavailable, event_id_for
-from shared.resilience import TransientNetworkError, UpstreamError
+from shared.resilience import CircuitOpen, TransientNetworkError, UpstreamError
 from shared.schemas import DeliverReply, ProcessMedia, SendMedia, SendMessage
 
 log = logging.getLogger("media")
