@@ -46,6 +46,8 @@ class Settings:
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
     openai_timeout: float = 15.0
+    # Conversations waiting on the LLM at once (aiohttp's default would be 100).
+    openai_max_connections: int = 1024
     bot_persona: str = (
         "You are a friendly, concise customer-service assistant for a small business "
         "on WhatsApp. Answer in the customer's language, in a few sentences."
@@ -75,6 +77,9 @@ class Settings:
     outbound_queues: int = 4
     media_queues: int = 4
     prefetch: int = 64
+    # Conversation's deliveries wait on the LLM, seconds each: more of them in flight per
+    # queue, so that a slow LLM does not cap the conversations answered at once.
+    conversation_prefetch: int = 256
     max_attempts: int = 5
     retry_delay_ms: int = 2000
     delivery_limit: int = 20

@@ -24,6 +24,7 @@ from shared.eventstore import (
     Position,
     RecordedEvent,
     StoreUnavailable,
+    StreamWrite,
     WrongExpectedVersion,
 )
 from shared.eventstore.memory import InMemoryEventStore
@@ -332,6 +333,59 @@ async def test_default_metadata_is_an_empty_object(store: EventStore) -> None:
     assert recorded.data == {} and recorded.metadata == {}
 
 
+async def test_append_batch_writes_every_stream_and_reports_each_in_order(
+    store: EventStore,
+) -> None:
+    a, b, c = new_stream(), new_stream(), new_stream()
+    await store.append(b, [ev(0)], NO_STREAM)
+    ea, eb1, eb2 = ev(1), ev(2), ev(3)
+
+    result = await store.append_batch(
+        [StreamWrite(a, [ea], NO_STREAM), StreamWrite(c, []), StreamWrite(b, [eb1, eb2], 0)]
+    )
+
+    assert [[(x.event_id, x.stream_version, x.duplicate) for x in r] for r in result] == [
+        [(ea.id, 0, False)],
+        [],
+        [(eb1.id, 1, False), (eb2.id, 2, False)],
+    ]
+    assert result[2][0].global_position < result[2][1].global_position
+    assert [r.id for r in await store.read_stream(a)] == [ea.id]
+    assert [r.version for r in await store.read_stream(b)] == [0, 1, 2]
+    assert await store.read_stream(c) == []
+
+
+async def test_append_batch_is_all_or_nothing_when_one_stream_conflicts(
+    store: EventStore,
+) -> None:
+    a, b = new_stream(), new_stream()
+    await store.append(b, [ev(0)], NO_STREAM)
+    ea = ev(1)
+
+    with pytest.raises(WrongExpectedVersion):
+        await store.append_batch([StreamWrite(a, [ea], NO_STREAM), StreamWrite(b, [ev(2)], 5)])
+
+    assert await store.find(ea.id) is None
+    assert len(await store.read_stream(b)) == 1
+
+
+async def test_append_batch_retried_whole_reports_duplicates(store: EventStore) -> None:
+    a, b = new_stream(), new_stream()
+    writes = [StreamWrite(a, [ev(0)], NO_STREAM), StreamWrite(b, [ev(1)], NO_STREAM)]
+    first = await store.append_batch(writes)
+
+    again = await store.append_batch(writes)
+
+    assert [[x.duplicate for x in r] for r in again] == [[True], [True]]
+    assert [r[0].global_position for r in again] == [r[0].global_position for r in first]
+    assert len(await store.read_stream(a)) == len(await store.read_stream(b)) == 1
+
+
+async def test_append_batch_of_nothing_is_a_no_op(store: EventStore) -> None:
+    assert await store.append_batch([]) == []
+    assert await store.append_batch([StreamWrite(new_stream(), [])]) == [[]]
+
+
 async def test_concurrent_appends_expecting_a_new_stream_let_exactly_one_win(
     store: EventStore,
 ) -> None:
@@ -362,6 +416,28 @@ async def test_concurrent_appends_to_one_stream_get_contiguous_versions(
     recorded = await store.read_stream(stream)
     assert [r.version for r in recorded] == list(range(20))
     assert sorted(r.data["n"] for r in recorded) == list(range(20))
+
+
+async def test_crossed_append_batches_do_not_deadlock(pg_pool: asyncpg.Pool) -> None:
+    """Two batches locking the same two streams in opposite orders: the function takes the
+    locks in one fixed order, so both commit (no deadlock_timeout abort)."""
+    store = PostgresEventStore(pg_pool)
+    a, b = new_stream(), new_stream()
+
+    await asyncio.gather(
+        *(
+            store.append_batch(
+                [StreamWrite(x, [ev(i)]), StreamWrite(y, [ev(i + 100)])]
+                if i % 2
+                else [StreamWrite(y, [ev(i)]), StreamWrite(x, [ev(i + 100)])]
+            )
+            for i in range(20)
+            for x, y in [(a, b)]
+        )
+    )
+
+    assert [r.version for r in await store.read_stream(a)] == list(range(20))
+    assert [r.version for r in await store.read_stream(b)] == list(range(20))
 
 
 async def test_read_all_never_skips_a_row_that_commits_later(pg_pool: asyncpg.Pool) -> None:

@@ -17,7 +17,9 @@ async def build(infra: Infra) -> Service:
     s = infra.settings
     responder: Responder = OfflineResponder()
     if s.openai_api_key:
-        session = aiohttp.ClientSession()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=s.openai_max_connections)
+        )
         infra.closers.append(session.close)
         upstream = Upstream(
             "openai", session, s.openai_timeout, s.breaker_fail_max, s.breaker_reset_seconds
@@ -37,7 +39,7 @@ async def build(infra: Infra) -> Service:
         media_service=s.media_enabled,
         voice_replies=bool(s.elevenlabs_api_key),
     )
-    service = Service("conversation")
+    service = Service("conversation", prefetch=s.conversation_prefetch)
 
     async def on_dead_letter(msg: CustomerMessage, ctx: Context, error: str) -> None:
         await record_failure(msg, ctx, error, deps)

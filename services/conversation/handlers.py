@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.conversation import media
 from services.conversation.domain import Conversation, bot_replied, record_inbound, turn_failed
 from services.conversation.interpret import interpret
 from services.conversation.responders import Responder
+from services.conversation.states import (
+    Conversations,
+    StaleConversation,
+    conversation_stream,
+    load,
+)
 from shared.broker.bus import Context, Publish
-from shared.eventstore import EventStore, NewEvent
+from shared.eventstore import Appended, EventStore, NewEvent
 from shared.schemas import CustomerMessage, DeliverReply, MarkRead, SendMessage
 
 log = logging.getLogger("conversation")
@@ -36,15 +42,10 @@ class Deps:
     media_service: bool = False
     # A voice note is answered with a voice note (ElevenLabs is configured).
     voice_replies: bool = False
+    conversations: Conversations = field(init=False)
 
-
-def conversation_stream(conversation_id: str) -> str:
-    return f"conversation-{conversation_id}"
-
-
-async def load(store: EventStore, conversation_id: str) -> Conversation:
-    events = await store.read_stream(conversation_stream(conversation_id))
-    return Conversation.from_events(conversation_id, events)
+    def __post_init__(self) -> None:
+        self.conversations = Conversations(self.store)
 
 
 def reply_command(state: Conversation, seq: int, received: dict[str, Any]) -> Publish:
@@ -89,7 +90,14 @@ async def pending_messages(
 
 
 async def handle_customer_message(msg: CustomerMessage, ctx: Context, deps: Deps) -> list[Publish]:
-    state = await load(deps.store, msg.conversation_id)
+    return await deps.conversations.run(
+        msg.conversation_id, lambda state: _customer_message(msg, ctx, deps, state)
+    )
+
+
+async def _customer_message(
+    msg: CustomerMessage, ctx: Context, deps: Deps, state: Conversation
+) -> list[Publish]:
     if state.awaiting_media is not None and msg.seq >= state.awaiting_media:
         # It waits in the inbox: the awaited file's MediaProcessed goes on with it, in order.
         if msg.seq == state.awaiting_media:
@@ -118,6 +126,12 @@ async def handle_pending(
         meaning = interpret(received.get("message") or {})
         events = record_inbound(state, seq, received, meaning)
         await handle_turn(deps, state, seq, received, events, meaning.answer, meaning.kind, ctx)
+
+
+def stale_if_duplicate(appended: list[Appended]) -> None:
+    """Events already stored: another run recorded this turn, so the state was behind."""
+    if any(a.duplicate for a in appended):
+        raise StaleConversation("the turn was already recorded")
 
 
 def mark_read(state: Conversation, received: dict[str, Any]) -> Publish:
@@ -164,6 +178,7 @@ async def handle_turn(
     metadata = ctx.metadata()
     events = [type(e)(e.type, e.data, metadata, e.id) for e in events]
     appended = await deps.store.append(stream, events, expected_version=state.version)
+    stale_if_duplicate(appended)
     state.version = appended[-1].stream_version
     log.info(
         "turn handled",
@@ -198,6 +213,7 @@ async def request_media(
         [NewEvent(event.type, event.data, ctx.metadata(), event.id)],
         expected_version=state.version,
     )
+    stale_if_duplicate(appended)
     state.apply(event.type, event.data)
     state.version = appended[-1].stream_version
     log.info(
@@ -210,6 +226,7 @@ async def request_media(
 async def record_failure(msg: CustomerMessage, ctx: Context, error: str, deps: Deps) -> None:
     """The message is going to the dead letters: record the turn as failed so the
     conversation moves on to the customer's next message instead of blocking on this one."""
+    deps.conversations.forget(msg.conversation_id)
     state = await load(deps.store, msg.conversation_id)
     if msg.seq <= state.last_seq:
         return

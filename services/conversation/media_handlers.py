@@ -4,15 +4,15 @@ go on with the customer's messages that waited behind it, in inbox order."""
 from __future__ import annotations
 
 from services.conversation import media
-from services.conversation.domain import turn_failed
+from services.conversation.domain import Conversation, turn_failed
 from services.conversation.handlers import (
     Deps,
     conversation_stream,
     handle_pending,
     handle_turn,
-    load,
     reply_command,
 )
+from services.conversation.states import load
 from shared.broker.bus import Context, Publish
 from shared.eventstore import NewEvent, event_id_for
 from shared.schemas import CustomerMessage, MediaProcessed
@@ -23,7 +23,14 @@ def inbox_stream(conversation_id: str) -> str:
 
 
 async def handle_media_processed(msg: MediaProcessed, ctx: Context, deps: Deps) -> list[Publish]:
-    state = await load(deps.store, msg.conversation_id)
+    return await deps.conversations.run(
+        msg.conversation_id, lambda state: _media_processed(msg, ctx, deps, state)
+    )
+
+
+async def _media_processed(
+    msg: MediaProcessed, ctx: Context, deps: Deps, state: Conversation
+) -> list[Publish]:
     trigger = f"media:{msg.seq}"
     if state.awaiting_media != msg.seq:
         if msg.seq not in state.media_requests or msg.seq > state.last_seq:
@@ -69,6 +76,7 @@ async def record_media_failure(msg: MediaProcessed, ctx: Context, error: str, de
     """The answer could not be handled (it is going to the dead letters): record the turn as
     failed, and hand the customer's newest message to the usual catch-up, so the ones that
     waited behind the file are answered rather than left until the customer writes again."""
+    deps.conversations.forget(msg.conversation_id)
     state = await load(deps.store, msg.conversation_id)
     if state.awaiting_media != msg.seq:
         return

@@ -16,7 +16,7 @@ import msgspec
 
 from services.dedup.split import Change, Inbound, Status, split_delivery
 from shared.broker.bus import Context, Publish
-from shared.eventstore import EventStore, NewEvent, event_id_for
+from shared.eventstore import Appended, EventStore, NewEvent, StreamWrite, event_id_for
 from shared.observability import metrics
 from shared.schemas import CustomerMessage, StatusUpdate, WebhookDelivery
 
@@ -64,16 +64,28 @@ async def record_delivery(
     if "\\u0000" in delivery.body:  # rare: only then pay for the walk
         payload = _without_nul(payload)
     items = split_delivery(payload)
+    # One statement for the whole delivery: atomic, and one round trip however many items.
+    writes = [_write_for(item, delivery, meta) for item in items]
+    results = await store.append_batch(writes)
     outputs: list[Publish] = []
-    async with store.transaction() as tx:
-        for item in items:
-            if isinstance(item, Inbound):
-                outputs.append(await _record_message(tx, item, delivery, meta))
-            elif isinstance(item, Status):
-                outputs.append(await _record_status(tx, item, delivery, meta))
-            else:
-                await _record_change(tx, item, delivery, meta)
+    for item, write, [appended] in zip(items, writes, results, strict=True):
+        if isinstance(item, Inbound):
+            outputs.append(await _message_recorded(store, item, write, appended))
+        elif isinstance(item, Status):
+            outputs.append(_status_recorded(item, appended))
+        elif appended.duplicate:
+            metrics.dedup_duplicates.labels("change").inc()
     return outputs
+
+
+def _write_for(
+    item: Inbound | Status | Change, delivery: WebhookDelivery, meta: dict[str, Any]
+) -> StreamWrite:
+    if isinstance(item, Inbound):
+        return _message_write(item, delivery, meta)
+    if isinstance(item, Status):
+        return _status_write(item, delivery, meta)
+    return _change_write(item, delivery, meta)
 
 
 def _without_nul(node: Any) -> Any:
@@ -88,9 +100,7 @@ def _without_nul(node: Any) -> Any:
     return node
 
 
-async def _record_message(
-    tx: EventStore, item: Inbound, delivery: WebhookDelivery, meta: dict[str, Any]
-) -> Publish:
+def _message_write(item: Inbound, delivery: WebhookDelivery, meta: dict[str, Any]) -> StreamWrite:
     data = {
         "conversation_id": item.conversation_id,
         "waba_id": item.waba_id,
@@ -106,10 +116,16 @@ async def _record_message(
         "delivery_id": delivery.delivery_id,
         "received_at": delivery.received_at,
     }
-    [appended] = await tx.append(
+    return StreamWrite(
         inbox_stream(item.conversation_id),
         [NewEvent("MessageReceived", data, meta, event_id_for("message", item.wamid))],
     )
+
+
+async def _message_recorded(
+    store: EventStore, item: Inbound, write: StreamWrite, appended: Appended
+) -> Publish:
+    data = write.events[0].data
     log.info(
         "message recorded",
         extra={
@@ -122,8 +138,9 @@ async def _record_message(
         },
     )
     if appended.duplicate:
+        # Forwarded as first recorded (its received_at, its delivery), not as redelivered.
         metrics.dedup_duplicates.labels("message").inc()
-        stored = await tx.find(appended.event_id)
+        stored = await store.find(appended.event_id)
         data = stored.data if stored else data
     return Publish(
         "conversation",
@@ -137,9 +154,7 @@ async def _record_message(
     )
 
 
-async def _record_status(
-    tx: EventStore, item: Status, delivery: WebhookDelivery, meta: dict[str, Any]
-) -> Publish:
+def _status_write(item: Status, delivery: WebhookDelivery, meta: dict[str, Any]) -> StreamWrite:
     codes = ",".join(
         str(e.get("code")) for e in item.raw.get("errors") or [] if isinstance(e, dict)
     )
@@ -154,7 +169,7 @@ async def _record_status(
         "raw": item.raw,
         "delivery_id": delivery.delivery_id,
     }
-    [appended] = await tx.append(
+    return StreamWrite(
         message_stream(item.wamid),
         [
             NewEvent(
@@ -165,6 +180,9 @@ async def _record_status(
             )
         ],
     )
+
+
+def _status_recorded(item: Status, appended: Appended) -> Publish:
     if appended.duplicate:
         metrics.dedup_duplicates.labels("status").inc()
     else:
@@ -178,10 +196,8 @@ async def _record_status(
     )
 
 
-async def _record_change(
-    tx: EventStore, item: Change, delivery: WebhookDelivery, meta: dict[str, Any]
-) -> None:
-    [appended] = await tx.append(
+def _change_write(item: Change, delivery: WebhookDelivery, meta: dict[str, Any]) -> StreamWrite:
+    return StreamWrite(
         f"account-{item.waba_id}",
         [
             NewEvent(
@@ -197,5 +213,3 @@ async def _record_change(
             )
         ],
     )
-    if appended.duplicate:
-        metrics.dedup_duplicates.labels("change").inc()

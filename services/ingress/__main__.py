@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
@@ -13,7 +12,7 @@ from shared.broker.bus import Bus
 from shared.config import load_settings
 from shared.observability.logging import configure_logging
 from shared.observability.tracing import configure_tracing, shutdown_tracing
-from shared.runtime import connect_with_retry, serve, wait_for_signal
+from shared.runtime import connect_with_retry, run_process, serve, wait_for_signal
 
 log = logging.getLogger("ingress")
 
@@ -52,4 +51,4 @@ async def main() -> None:
 if __name__ == "__main__":
     configure_logging("ingress", load_settings().log_level)
     configure_tracing("ingress")
-    asyncio.run(main())
+    run_process(main())

@@ -13,12 +13,20 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from services.outbound.graph import NAMES, GraphClient, PermanentSendError
 from services.outbound.lifecycle import fold
 from services.outbound.ratelimit import RateLimiter
 from shared.broker.bus import Context, Publish
-from shared.eventstore import EventStore, NewEvent, StoreUnavailable
+from shared.eventstore import (
+    NO_STREAM,
+    EventStore,
+    NewEvent,
+    StoreUnavailable,
+    StreamWrite,
+    WrongExpectedVersion,
+)
 from shared.observability import metrics
 from shared.schemas import MarkRead, SendMessage, StatusUpdate
 
@@ -44,42 +52,19 @@ def message_stream(wamid: str) -> str:
 
 async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publish]:
     stream = outbox_stream(cmd.command_id)
-    history = await deps.store.read_stream(stream)
-    types = [e.type for e in history]
-    if DONE.intersection(types):
-        return []
     meta = ctx.metadata()
-    version = history[-1].version if history else -1
-    if types and types[-1] == "SendStarted":
-        metrics.uncertain_sends.inc()
-        log.warning(
-            "send interrupted by a crash; sending again",
-            extra={"fields": {"command_id": cmd.command_id}},
-        )
-        [appended] = await deps.store.append(
-            stream,
-            [NewEvent("SendInterrupted", {"attempt": types.count("SendStarted")}, meta)],
-            expected_version=version,
-        )
-        version = appended.stream_version
-    attempt = types.count("SendStarted") + 1
     await deps.limiter.acquire(cmd.phone_number_id)
-    [appended] = await deps.store.append(
-        stream,
-        [
-            NewEvent(
-                "SendStarted",
-                {
-                    "attempt": attempt,
-                    "conversation_id": cmd.conversation_id,
-                    "seq": cmd.seq,
-                },
-                meta,
-            )
-        ],
-        expected_version=version,
-    )
-    version = appended.stream_version
+    try:
+        # A first delivery, the common case, costs one write and no read.
+        [appended] = await deps.store.append(
+            stream, [_send_started(cmd, 1, meta)], expected_version=NO_STREAM
+        )
+        version, attempt = appended.stream_version, 1
+    except WrongExpectedVersion:
+        resumed = await _resume(cmd, stream, meta, deps)
+        if resumed is None:
+            return []
+        version, attempt = resumed
     try:
         if deps.graph is None:
             wamid = f"wamid.DRYRUN.{cmd.command_id}"
@@ -139,9 +124,12 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
     )
     while True:
         try:
-            async with deps.store.transaction() as tx:
-                await tx.append(stream, [succeeded], expected_version=version)
-                await tx.append(message_stream(wamid), [sent])
+            await deps.store.append_batch(
+                [
+                    StreamWrite(stream, [succeeded], version),
+                    StreamWrite(message_stream(wamid), [sent]),
+                ]
+            )
             break
         except StoreUnavailable as exc:
             # Meta has accepted the message: give up the wamid now and the redelivery would
@@ -157,6 +145,36 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
     if cmd.received_at:
         metrics.reply_latency.observe(max(0.0, time.time() - cmd.received_at))
     return []
+
+
+def _send_started(cmd: SendMessage, attempt: int, meta: dict[str, Any]) -> NewEvent:
+    return NewEvent(
+        "SendStarted",
+        {"attempt": attempt, "conversation_id": cmd.conversation_id, "seq": cmd.seq},
+        meta,
+    )
+
+
+async def _resume(
+    cmd: SendMessage, stream: str, meta: dict[str, Any], deps: Deps
+) -> tuple[int, int] | None:
+    """A redelivered command: nothing to do when its send finished; otherwise start the next
+    attempt, recording first that the last one was interrupted when it never ended."""
+    history = await deps.store.read_stream(stream)
+    types = [e.type for e in history]
+    if DONE.intersection(types):
+        return None
+    attempt = types.count("SendStarted") + 1
+    events = [_send_started(cmd, attempt, meta)]
+    if types[-1] == "SendStarted":
+        metrics.uncertain_sends.inc()
+        log.warning(
+            "send interrupted by a crash; sending again",
+            extra={"fields": {"command_id": cmd.command_id}},
+        )
+        events.insert(0, NewEvent("SendInterrupted", {"attempt": attempt - 1}, meta))
+    appended = await deps.store.append(stream, events, expected_version=history[-1].version)
+    return appended[-1].stream_version, attempt
 
 
 async def mark_read(cmd: MarkRead, ctx: Context, deps: Deps) -> list[Publish]:

@@ -30,7 +30,13 @@ from shared.config import load_settings
 from shared.eventstore.postgres import PostgresEventStore, create_pool
 from shared.observability.logging import configure_logging
 from shared.observability.tracing import configure_tracing, shutdown_tracing
-from shared.runtime import connect_with_retry, metrics_view, serve, wait_for_signal
+from shared.runtime import (
+    connect_with_retry,
+    metrics_view,
+    run_process,
+    serve,
+    wait_for_signal,
+)
 
 log = logging.getLogger("webhook_relay")
 POOL_SIZE = 4
@@ -153,4 +159,4 @@ async def main() -> None:
 if __name__ == "__main__":
     configure_logging("webhook_relay", load_settings().log_level)
     configure_tracing("webhook_relay")
-    asyncio.run(main())
+    run_process(main())

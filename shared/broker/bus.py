@@ -245,10 +245,12 @@ class _Route:
 
 
 class Service:
-    """A service's declaration: its stage and a handler per message type it consumes."""
+    """A service's declaration: its stage and a handler per message type it consumes.
+    `prefetch` (deliveries in flight per queue) overrides the PREFETCH setting."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, prefetch: int | None = None) -> None:
         self.name = name
+        self.prefetch = prefetch
         self._routes: dict[type[Message], _Route] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
 
@@ -299,7 +301,7 @@ class Consumer:
     async def start(self) -> None:
         assert self.bus.connection is not None
         self._channel = await self.bus.connection.channel()  # type: ignore[assignment]
-        await self._channel.set_qos(prefetch_count=self.settings.prefetch)
+        await self._channel.set_qos(prefetch_count=self.service.prefetch or self.settings.prefetch)
         declared = await declare_stage(self._channel, self.stage, self.settings)
         _, dead_letters = await declare_dead_letters(self._channel)
         self._queues = declared.queues  # strong references for the robust channel

@@ -56,6 +56,14 @@ class Appended(NamedTuple):
     duplicate: bool
 
 
+class StreamWrite(NamedTuple):
+    """One stream's part of an atomic append to several streams (`append_batch`)."""
+
+    stream: str
+    events: list[NewEvent]
+    expected_version: int | None = ANY
+
+
 class Position(NamedTuple):
     """A place in the global log: (transaction id, global position), compared as a tuple."""
 
@@ -81,6 +89,11 @@ class EventStore(Protocol):
     async def append(
         self, stream: str, events: list[NewEvent], expected_version: int | None = ANY
     ) -> list[Appended]: ...
+
+    async def append_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
+        """Append to several streams all or nothing (one round trip on PostgreSQL); the
+        result has one list per write, in order. Each write's expected version is checked."""
+        ...
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]: ...
 

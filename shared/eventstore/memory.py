@@ -15,6 +15,7 @@ from shared.eventstore import (
     NewEvent,
     Position,
     RecordedEvent,
+    StreamWrite,
     WrongExpectedVersion,
 )
 
@@ -70,6 +71,10 @@ class InMemoryEventStore:
             existing.append(recorded)
             out.append(Appended(event.id, current, position, False))
         return out
+
+    async def append_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
+        async with self.transaction() as tx:
+            return [await tx.append(*write) for write in writes]
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
         return [e for e in self._streams.get(stream, []) if e.version >= from_version]

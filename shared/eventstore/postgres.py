@@ -20,6 +20,7 @@ from shared.eventstore import (
     Position,
     RecordedEvent,
     StoreUnavailable,
+    StreamWrite,
     WrongExpectedVersion,
     category,
 )
@@ -59,9 +60,20 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL): nothing here sets session state, and the query is a round trip on every
+    release. asyncpg still rolls back a transaction left open before calling this."""
+
+
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        reset=keep_session,
+        command_timeout=30,
     )
 
 
@@ -86,6 +98,12 @@ async def _lost_as_unavailable(conn: Any) -> AsyncIterator[None]:
         if lost:
             raise _unavailable(exc) from exc
         raise
+
+
+def _appended(row: asyncpg.Record) -> Appended:
+    return Appended(
+        row["event_id"], row["stream_version"], row["global_position"], row["duplicate"]
+    )
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
@@ -131,6 +149,42 @@ class PostgresEventStore:
     ) -> list[Appended]:
         if not events:
             return []
+        rows = await self._write(
+            category(stream),
+            len(events),
+            "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
+            stream,
+            expected_version,
+            [e.id for e in events],
+            [e.type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+        )
+        return [_appended(r) for r in rows]
+
+    async def append_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
+        results: list[list[Appended]] = [[] for _ in writes]
+        writes_ = [(i, w) for i, w in enumerate(writes) if w.events]
+        if not writes_:
+            return results
+        events = [e for _, w in writes_ for e in w.events]
+        rows = await self._write(
+            ",".join(sorted({category(w.stream) for _, w in writes_})),
+            len(events),
+            "SELECT * FROM append_to_streams($1, $2, $3, $4, $5, $6, $7)",
+            [w.stream for _, w in writes_],
+            [w.expected_version for _, w in writes_],
+            [len(w.events) for _, w in writes_],
+            [e.id for e in events],
+            [e.type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+        )
+        for r in rows:
+            results[writes_[r["stream_index"] - 1][0]].append(_appended(r))
+        return results
+
+    async def _write(self, categories: str, count: int, sql: str, *args: Any) -> list[Any]:
         started = time.perf_counter()
         # The category only: a stream id can hold a customer's phone number.
         with tracing.span(
@@ -138,21 +192,13 @@ class PostgresEventStore:
             SpanKind.CLIENT,
             **{
                 "db.system": "postgresql",
-                "eventstore.category": category(stream),
-                "eventstore.events": len(events),
+                "eventstore.category": categories,
+                "eventstore.events": count,
             },
         ):
             try:
                 async with self._connection() as conn:
-                    rows = await conn.fetch(
-                        "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
-                        stream,
-                        expected_version,
-                        [e.id for e in events],
-                        [e.type for e in events],
-                        [e.data for e in events],
-                        [e.metadata for e in events],
-                    )
+                    return list(await conn.fetch(sql, *args))
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) == "ES409":
                     metrics.eventstore_conflicts.inc()
@@ -160,10 +206,6 @@ class PostgresEventStore:
                 raise
             finally:
                 metrics.eventstore_append_duration.observe(time.perf_counter() - started)
-        return [
-            Appended(r["event_id"], r["stream_version"], r["global_position"], r["duplicate"])
-            for r in rows
-        ]
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
         async with self._connection() as conn:

@@ -24,8 +24,10 @@ from services.conversation.handlers import (
     record_failure,
 )
 from services.conversation.responders import OpenAIResponder, Reply
+from services.conversation.states import Conversations
 from services.dedup.handlers import record_delivery
 from shared.broker.bus import Context, Publish
+from shared.eventstore import NewEvent
 from shared.eventstore.memory import InMemoryEventStore
 from shared.payloads import messages_payload
 from shared.resilience import Upstream
@@ -430,3 +432,118 @@ async def test_openai_responder_sends_persona_and_history(fake_openai: FakeOpenA
     assert body["model"] == "gpt-test"
     assert body["messages"][0] == {"role": "system", "content": "You are Bob."}
     assert [m["content"] for m in body["messages"][1:]] == ["turn 4", "turn 5", "turn 6"]
+
+
+# --- conversations kept in memory between messages -------------------------------------------
+
+
+class CountingStore(InMemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def read_stream(self, stream: str, from_version: int = 0) -> list[Any]:
+        self.reads.append(stream)
+        return await super().read_stream(stream, from_version)
+
+
+async def test_next_message_starts_from_the_kept_state_without_reading_the_stream() -> None:
+    h = Harness()
+    h.store = CountingStore()
+    h.deps = Deps(h.store, h.responder, h.publish)
+    msgs = [(await h.deliver(text(body, h.customer)))[0] for body in ("one", "two", "three")]
+
+    for msg in msgs:
+        await h.handle(msg)
+
+    assert h.store.reads.count(conversation_stream(h.cid)) == 1  # the first message only
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: one", "re: two", "re: three"]
+    # What it kept is what the stream says.
+    kept = await load(h.store, h.cid)
+    async with h.deps.conversations.checkout(h.cid) as state:
+        assert (state.version, state.last_seq, len(state.turns)) == (
+            kept.version,
+            kept.last_seq,
+            len(kept.turns),
+        )
+
+
+async def test_a_state_another_process_moved_on_from_is_refused_dropped_and_reread(
+    h: Harness,
+) -> None:
+    """Process A keeps the conversation after message 0; process B (a consumer fail-over)
+    answers message 1. A's kept state is stale: when message 2 comes, its attempt to record
+    turn 1 again must be noticed (stored events come back as duplicates), dropped, and the
+    stream read: every message answered once, with the history the stream holds."""
+    other = Deps(h.store, h.responder, h.publish)
+    m0, m1, m2 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one", "two")]
+    await h.handle(m0)
+    await handle_customer_message(m1, ctx(h.cid), other)
+    h.responder.fail_on.clear()
+
+    await h.handle(m2)
+
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: zero", "re: one", "re: two"]
+    assert h.responder.calls[-1] == [
+        ("customer", "zero"),
+        ("bot", "re: zero"),
+        ("customer", "one"),
+        ("bot", "re: one"),
+        ("customer", "two"),
+    ]
+    assert await h.events() == [
+        ("CustomerWrote", 0),
+        ("BotReplied", 0),
+        ("CustomerWrote", 1),
+        ("BotReplied", 1),
+        ("CustomerWrote", 2),
+        ("BotReplied", 2),
+    ]
+
+
+async def test_a_state_behind_a_newer_append_is_refused_and_reread(h: Harness) -> None:
+    """The kept state is behind by an event this process did not write (say a TurnFailed
+    recorded by another instance): the append is refused and the run repeated from the
+    stream, without an error reaching the consumer."""
+    m0, m1 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one")]
+    await h.handle(m0)
+    stale = await load(h.store, h.cid)
+    await h.store.append(
+        conversation_stream(h.cid),
+        [NewEvent("Noted", {"seq": 0})],
+        expected_version=stale.version,
+    )
+
+    await h.handle(m1)
+
+    assert [s.seq for s in h.sends()] == [0, 1]
+    assert (await h.events())[-2:] == [("CustomerWrote", 1), ("BotReplied", 1)]
+
+
+async def test_a_failed_run_does_not_keep_what_it_changed(h: Harness) -> None:
+    m0, m1 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one")]
+    await h.handle(m0)
+    h.responder.fail_on.add("one")
+
+    with pytest.raises(RuntimeError):
+        await h.handle(m1)
+    h.responder.fail_on.clear()
+    await h.handle(m1)
+
+    # The failed run had applied "one" to the state before the responder failed; had that
+    # state been kept, the retry would see "one" twice in the history.
+    assert h.responder.calls[-1] == [
+        ("customer", "zero"),
+        ("bot", "re: zero"),
+        ("customer", "one"),
+    ]
+    assert [s.seq for s in h.sends()] == [0, 1]
+
+
+async def test_kept_conversations_are_bounded() -> None:
+    store = InMemoryEventStore()
+    conversations = Conversations(store, capacity=3)
+    for n in range(5):
+        async with conversations.checkout(f"c{n}"):
+            pass
+    assert len(conversations) == 3

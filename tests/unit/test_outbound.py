@@ -130,6 +130,44 @@ async def test_redelivered_command_sends_nothing_again(ob: Outbound) -> None:
     assert await ob.outbox(cmd) == ["SendStarted", "SendSucceeded"]
 
 
+async def test_a_first_delivery_writes_without_reading_its_outbox(ob: Outbound) -> None:
+    reads: list[str] = []
+    read_stream = ob.store.read_stream
+
+    async def counting(stream: str, from_version: int = 0) -> list[Any]:
+        reads.append(stream)
+        return await read_stream(stream, from_version)
+
+    ob.store.read_stream = counting  # type: ignore[method-assign]
+    cmd = ob.command()
+    await send_message(cmd, ctx(), ob.deps)
+    assert reads == []
+    # A redelivery finds the outbox taken and reads it to decide: nothing more to send.
+    await send_message(cmd, ctx(), ob.deps)
+    assert reads == [outbox_stream(cmd.command_id)]
+    assert len(ob.graph_api.sent_to(ob.customer)) == 1
+
+
+async def test_a_redelivery_after_a_failed_attempt_sends_the_next_attempt(ob: Outbound) -> None:
+    cmd = ob.command("second try")
+    await ob.store.append(
+        outbox_stream(cmd.command_id),
+        [
+            NewEvent("SendStarted", {"attempt": 1, "conversation_id": cmd.conversation_id}),
+            NewEvent("SendAttemptFailed", {"attempt": 1, "error": "ServerError"}),
+        ],
+    )
+    before = uncertain_sends()
+
+    await send_message(cmd, ctx(), ob.deps)
+
+    assert len(ob.graph_api.sent_to(ob.customer)) == 1
+    events = await ob.outbox_events(cmd)
+    assert [e.type for e in events][2:] == ["SendStarted", "SendSucceeded"]
+    assert events[2].data["attempt"] == 2
+    assert uncertain_sends() == before  # it ended cleanly: not an interrupted send
+
+
 async def test_interrupted_send_is_counted_recorded_and_sent(ob: Outbound) -> None:
     cmd = ob.command("after the crash")
     # A previous attempt crashed inside the Graph API call: SendStarted is the last event.
