@@ -100,6 +100,10 @@ class Settings:
     webhook_retention_days: float = 14.0
     log_level: str = "INFO"
     run_dir: str = ".run"
+    # Niceness of every service but ingress when `make up` starts them: under load, ingress
+    # (the webhook acks Meta times) gets the CPU first and the pipeline works in the gaps.
+    # 0 = everyone equal.
+    worker_nice: int = 5
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def port_of(self, service: str) -> int:

@@ -81,6 +81,10 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        if service != "ingress" and self.settings.worker_nice:
+            # Before the child has started any thread (they inherit it); raising one's own
+            # niceness needs no privilege.
+            os.setpriority(os.PRIO_PROCESS, proc.pid, self.settings.worker_nice)
         self._children[service] = proc
         self.pid_file(service).write_text(str(proc.pid))
         return proc.pid

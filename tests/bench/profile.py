@@ -41,6 +41,7 @@ def summarise(raw: Path, top: int = 15) -> str:
     """py-spy's collapsed stacks -> CPU by library (deepest non-stdlib frame) and by function."""
     by_library: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -50,6 +51,8 @@ def summarise(raw: Path, top: int = 15) -> str:
         total += n
         frames = stack.split(";")
         by_function[frames[-1]] += n
+        for name in {f"{f.split(' (')[0]} ({library_of(f)})" for f in frames}:
+            inclusive[name] += n
         # The event loop's own time (uvloop's C code shows as the frame that entered it)
         # counts as "event loop"; otherwise the deepest frame outside the standard library.
         owner = "event loop" if len(frames) <= 8 else "stdlib"
@@ -65,6 +68,9 @@ def summarise(raw: Path, top: int = 15) -> str:
     lines += [f"    {n / total:6.1%}  {lib}" for lib, n in by_library.most_common(12)]
     lines.append("  hottest functions (own time):")
     lines += [f"    {n / total:6.1%}  {fn[:110]}" for fn, n in by_function.most_common(top)]
+    lines.append("  our functions, inclusive (share of samples with the function on the stack):")
+    ours = [(k, n) for k, n in inclusive.most_common() if "(services/" in k or "(shared/" in k]
+    lines += [f"    {n / total:6.1%}  {fn[:110]}" for fn, n in ours[:top]]
     return "\n".join(lines)
 
 

@@ -193,7 +193,11 @@ def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
     }
     settings = load_settings(env=env, env_file=run_dir / "absent.env")
     stack = Stack(settings, env=env)
-    stack.up(timeout=60)
+    try:
+        stack.up(timeout=60)
+    except BaseException:
+        stack.down()  # the services that did start must not outlive the failed start
+        raise
     return Running(stack, graph, openai, database_url, amqp_url, env, run_dir, elevenlabs)
 
 
