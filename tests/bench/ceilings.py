@@ -128,6 +128,8 @@ def _sample_body(size: int) -> bytes:
 async def run_baseline(job: dict[str, Any]) -> dict[str, Any]:
     if job["kind"] == "broker":
         return await broker_ceiling(job["amqp_url"], job["duration"], job["in_flight"])
+    if job["kind"] == "broker_hop":
+        return await broker_hop(job["amqp_url"], job["rate"], job["duration"])
     if job["kind"] == "database":
         return await database_ceiling(job["database_url"], job["duration"], job["concurrency"])
     raise ValueError(f"unknown job {job['kind']}")
@@ -199,6 +201,46 @@ async def broker_ceiling(amqp_url: str, duration: float, in_flight: int) -> dict
         "body_bytes": len(body),
         "client_cpu_s_per_1000": cpu / max(1, confirmed) * 1000,
     }
+
+
+async def broker_hop(amqp_url: str, rate: float, duration: float) -> dict[str, Any]:
+    """One pipeline hop at a fixed rate: a confirmed persistent publish to a quorum queue,
+    delivered (prefetch 64) and acked. The broker's CPU per hop is measured by the caller;
+    it is what every one of the pipeline's hops costs at least."""
+    connection = await aio_pika.connect(amqp_url)
+    name = f"bench-hop-{uuid.uuid4().hex[:8]}"
+    body = _sample_body(900)
+    async with connection:
+        publishing = await connection.channel(publisher_confirms=True)
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=64)
+        await publishing.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        queue = await consuming.get_queue(name)
+        count = int(rate * duration)
+        done = asyncio.Event()
+        consumed = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal consumed
+            await message.ack()
+            consumed += 1
+            if consumed == count:
+                done.set()
+
+        await queue.consume(on_message)
+        started = time.monotonic()
+        pending = []
+        for i in range(count):
+            msg = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            pending.append(
+                asyncio.ensure_future(publishing.default_exchange.publish(msg, routing_key=name))
+            )
+            await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+        await asyncio.gather(*pending)
+        await asyncio.wait_for(done.wait(), 60)
+        elapsed = time.monotonic() - started
+        await queue.delete(if_unused=False, if_empty=False)
+    return {"count": count, "rate": rate, "elapsed_s": elapsed}
 
 
 _APPEND = "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)"

@@ -111,6 +111,12 @@ def markdown(r: dict[str, Any]) -> str:
         f" | {_n(br['per_s'])} msg/s | {_ms(br['unloaded']['p50_ms'])} ms"
         f" | {_ms(br['loaded']['p99_ms'])} ms |"
     )
+    hop = b.get("broker_hop") or {}
+    if hop.get("broker_cpu_ms_per_hop") is not None:
+        add(
+            f"| broker hop: confirmed publish, delivered and acked, at {_n(hop['rate_per_s'])}/s"
+            f" | broker CPU {hop['broker_cpu_ms_per_hop']:.2f} ms per hop | - | - |"
+        )
     db = b["database"]
     add(
         f"| database: `append_to_stream`, 1 event per call, pool {db['pool']}"
@@ -307,6 +313,18 @@ def cost_table(r: dict[str, Any]) -> str:
             f" confirmed publish per message (the least a consumer that records and forwards"
             f" can do).",
         ]
+        hop_ms = (b.get("broker_hop") or {}).get("broker_cpu_ms_per_hop")
+        hops = best["per_message"].get("consumed", 0)
+        if hop_ms is not None and hops:
+            cores = r.get("machine", {}).get("cores") or "?"
+            lines += [
+                "",
+                f"The floor of the machine: each broker hop costs RabbitMQ {hop_ms:.2f} CPU ms"
+                f" (baseline above), and a customer message makes {hops:.1f} hops, so RabbitMQ"
+                f" alone needs {hop_ms * hops:.1f} CPU ms per message: {hop_ms * hops:.1f}"
+                f" cores at 1,000 messages/s, on a machine of {cores} cores that also runs"
+                f" PostgreSQL, the services, the fakes and the load generator.",
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -72,6 +72,9 @@ STACK_ENV = {
 # No reply for this long while replies are still owed: the pipeline has stopped.
 STALL_S = 15.0
 PROBE_DELAY_S = 2.0
+# The broker-hop baseline's rate: within what the pipeline reaches, where the broker's per
+# message cost is not yet amortised by large batches.
+HOP_RATE = 500
 POSTGRES = "postgres (this db's backends; RSS of the largest)"
 SERVER = [sys.executable, "-m", "tests.bench.ceilings"]
 
@@ -509,6 +512,24 @@ class Bench:
             "loaded": summary_ms(broker["latencies"]),
             "unloaded": summary_ms(broker["single"]),
             "client_cpu_s_per_1000": broker["client_cpu_s_per_1000"],
+        }
+        log(f"baseline: one broker hop at {HOP_RATE}/s (the broker's CPU per hop)")
+        beam = _beam_pid()
+        meter = Meter({"broker": [beam] if beam else []})
+        meter.start()
+        hop = self.gen.run_one(
+            {
+                "kind": "broker_hop",
+                "amqp_url": self.infra.amqp_url,
+                "rate": HOP_RATE,
+                "duration": p.baseline_s,
+            }
+        )
+        spent = meter.stop()["broker"]["cpu_s"]
+        b["broker_hop"] = {
+            "rate_per_s": HOP_RATE,
+            "count": hop["count"],
+            "broker_cpu_ms_per_hop": spent / max(1, hop["count"]) * 1000 if beam else None,
         }
         log("baseline: append_to_stream through asyncpg (database ceiling)")
         db = self.gen.run_one(

@@ -69,6 +69,7 @@ def results() -> dict[str, Any]:
                 "loaded": _lat(50.0, 100.0, 120.0),
                 "client_cpu_s_per_1000": 0.2,
             },
+            "broker_hop": {"rate_per_s": 500, "count": 2500, "broker_cpu_ms_per_hop": 0.6},
             "database": {
                 "appends_per_s": 2000.0,
                 "batched_events_per_s": 30000.0,
@@ -114,6 +115,14 @@ def test_ratios_are_taken_against_the_same_runs_baselines() -> None:
     assert "10% of the broker ceiling, 25% of the database ceiling and 5% of the HTTP" in text
     # Ingress CPU 0.5 s per 1,000 against 0.1 + 0.2 s.
     assert "0.50 CPU s per 1,000 webhooks = 1.67x" in text
+
+
+def test_the_machine_floor_multiplies_the_broker_hop_by_the_hops_per_message() -> None:
+    text = markdown(results())
+    assert "broker CPU 0.60 ms per hop" in text
+    # 4 hops x 0.6 ms = 2.4 CPU ms per message = 2.4 cores at 1,000 messages/s.
+    assert "RabbitMQ alone needs 2.4 CPU ms per message: 2.4 cores at 1,000" in text
+    assert "a machine of 2 cores" in text
 
 
 def test_serial_floor_adds_the_unloaded_round_trips_and_the_llm() -> None:
