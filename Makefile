@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up down status demo test lint format lock dead-letters bench bench-quick
+.PHONY: install up down status demo test lint format lock dead-letters bench bench-quick profile
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m tests.bench --quick $(ARGS)
+
+# Where each service's CPU goes under steady load (py-spy), e.g. ARGS="--rate 100".
+profile: install
+	$(BIN)/python -m tests.bench.profile $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -227,7 +227,7 @@ async def broker_hop(amqp_url: str, rate: float, duration: float) -> dict[str, A
             if consumed == count:
                 done.set()
 
-        await queue.consume(on_message)
+        tag = await queue.consume(on_message)
         started = time.monotonic()
         pending = []
         for i in range(count):
@@ -239,6 +239,7 @@ async def broker_hop(amqp_url: str, rate: float, duration: float) -> dict[str, A
         await asyncio.gather(*pending)
         await asyncio.wait_for(done.wait(), 60)
         elapsed = time.monotonic() - started
+        await queue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
     return {"count": count, "rate": rate, "elapsed_s": elapsed}
 

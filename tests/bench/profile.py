@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
-        parser.error("py-spy is not installed (make install-profiling)")
+        parser.error("py-spy is not installed (make install)")
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(Plan.make(quick=True), dict(kv.split("=", 1) for kv in args.env))
     try:

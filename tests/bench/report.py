@@ -83,7 +83,13 @@ def markdown(r: dict[str, Any]) -> str:
     if r.get("stack"):
         s = r["stack"]
         add(
-            f"Stack settings: prefetch {s['prefetch']}, {s['queues_per_stage']} queues per stage,"
+            f"Stack settings: prefetch {s['prefetch']}"
+            + (
+                f" (conversation {s['conversation_prefetch']})"
+                if s.get("conversation_prefetch")
+                else ""
+            )
+            + f", {s['queues_per_stage']} queues per stage,"
             f" send rate {s['whatsapp_rate_per_second']:.0f}/s per number; overrides"
             f" {', '.join(f'{k}={v}' for k, v in s['env_overrides'].items())}."
         )

@@ -577,6 +577,7 @@ class Bench:
             "services": list(self.service_pids()),
             "env_overrides": {**STACK_ENV, **self.extra_env},
             "prefetch": settings.prefetch,
+            "conversation_prefetch": settings.conversation_prefetch,
             "queues_per_stage": settings.dedup_queues,
             "whatsapp_rate_per_second": settings.whatsapp_rate_per_second,
         }

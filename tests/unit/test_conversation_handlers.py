@@ -121,6 +121,11 @@ class Harness:
         return await load(self.store, self.cid)
 
 
+def answered_turns(n: int) -> list[tuple[str, int]]:
+    """The conversation stream of n messages each answered: CustomerWrote, BotReplied, ..."""
+    return [(kind, seq) for seq in range(n) for kind in ("CustomerWrote", "BotReplied")]
+
+
 @pytest.fixture
 def h() -> Harness:
     return Harness()
@@ -141,14 +146,7 @@ async def test_messages_in_order_get_one_reply_each_in_order(h: Harness) -> None
     assert all(s.conversation_id == h.cid for s in sends)
     assert len({s.command_id for s in sends}) == 3
     assert all(p.stage == "outbound" and p.key == h.cid for p in h.published)
-    assert await h.events() == [
-        ("CustomerWrote", 0),
-        ("BotReplied", 0),
-        ("CustomerWrote", 1),
-        ("BotReplied", 1),
-        ("CustomerWrote", 2),
-        ("BotReplied", 2),
-    ]
+    assert await h.events() == answered_turns(3)
     # Each reply was written with the history up to and including its own message.
     assert h.responder.calls[-1] == [
         ("customer", "one"),
@@ -491,14 +489,7 @@ async def test_a_state_another_process_moved_on_from_is_refused_dropped_and_rere
         ("bot", "re: one"),
         ("customer", "two"),
     ]
-    assert await h.events() == [
-        ("CustomerWrote", 0),
-        ("BotReplied", 0),
-        ("CustomerWrote", 1),
-        ("BotReplied", 1),
-        ("CustomerWrote", 2),
-        ("BotReplied", 2),
-    ]
+    assert await h.events() == answered_turns(3)
 
 
 async def test_a_state_behind_a_newer_append_is_refused_and_reread(h: Harness) -> None:
