@@ -6,6 +6,7 @@ processes an operator runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,12 +82,15 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        if service != "ingress" and self.settings.worker_nice:
-            # Before the child has started any thread (they inherit it); raising one's own
-            # niceness needs no privilege.
-            os.setpriority(os.PRIO_PROCESS, proc.pid, self.settings.worker_nice)
         self._children[service] = proc
         self.pid_file(service).write_text(str(proc.pid))
+        if service != "ingress" and self.settings.worker_nice > 0:
+            # Relative to ours, so only ever raised (no privilege needed). Set right after
+            # the start, while the interpreter is still loading: the threads it starts later
+            # inherit it.
+            nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.settings.worker_nice)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
         return proc.pid
 
     def ready(self, service: str) -> tuple[bool, str]:

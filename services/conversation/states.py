@@ -1,11 +1,13 @@
 """Conversations kept in memory between a customer's messages.
 
 Rebuilding a conversation means reading and folding its whole stream, which grows with every
-turn. The state a handler leaves behind is kept instead, so the customer's next message
-starts from it. This is safe because every change appends with the expected version: if
-another process moved the conversation on (a queue's consumer failed over), that append is
-refused (or, when it repeats events already stored, reported as duplicates), the state is
-dropped, and the handler runs once more from the stream.
+turn. The state a handler leaves behind is kept instead, and the customer's next message
+starts from it after reading only the events recorded since (usually none): another process
+may have moved the conversation on while this one was not consuming its queue (a fail-over
+and back), and decisions taken without an append (an unrequested media result, a message
+waiting for a file) must see that. A writer racing in after that read is caught by the
+expected version on append (or by its events coming back as duplicates): the state is
+dropped and the handler runs once more from the stream.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class Conversations:
         state = self._kept.pop(conversation_id, None)
         if state is None:
             state = await load(self.store, conversation_id)
+        else:
+            stream = conversation_stream(conversation_id)
+            for event in await self.store.read_stream(stream, state.version + 1):
+                state.apply(event.type, event.data)
+                state.version = event.version
         yield state
         self._kept[conversation_id] = state
         if len(self._kept) > self.capacity:

@@ -438,14 +438,14 @@ async def test_openai_responder_sends_persona_and_history(fake_openai: FakeOpenA
 class CountingStore(InMemoryEventStore):
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[str] = []
+        self.reads: list[tuple[str, int]] = []
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[Any]:
-        self.reads.append(stream)
+        self.reads.append((stream, from_version))
         return await super().read_stream(stream, from_version)
 
 
-async def test_next_message_starts_from_the_kept_state_without_reading_the_stream() -> None:
+async def test_next_message_starts_from_the_kept_state_reading_only_newer_events() -> None:
     h = Harness()
     h.store = CountingStore()
     h.deps = Deps(h.store, h.responder, h.publish)
@@ -454,7 +454,8 @@ async def test_next_message_starts_from_the_kept_state_without_reading_the_strea
     for msg in msgs:
         await h.handle(msg)
 
-    assert h.store.reads.count(conversation_stream(h.cid)) == 1  # the first message only
+    # The whole stream once (the first message); then only what came after the kept state.
+    assert [v for s, v in h.store.reads if s == conversation_stream(h.cid)] == [0, 2, 4]
     assert [s.payload["text"]["body"] for s in h.sends()] == ["re: one", "re: two", "re: three"]
     # What it kept is what the stream says.
     kept = await load(h.store, h.cid)
@@ -509,6 +510,22 @@ async def test_a_state_behind_a_newer_append_is_refused_and_reread(h: Harness) -
 
     assert [s.seq for s in h.sends()] == [0, 1]
     assert (await h.events())[-2:] == [("CustomerWrote", 1), ("BotReplied", 1)]
+
+
+async def test_a_kept_state_catches_up_before_deciding_without_an_append(h: Harness) -> None:
+    """Another process answered message 1 while this one kept the state of message 0. A
+    redelivery of message 1 here must re-emit that process's reply (seen by reading the newer
+    events), not answer it again."""
+    other = Deps(h.store, h.responder, h.publish)
+    m0, m1 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one")]
+    await h.handle(m0)
+    await handle_customer_message(m1, ctx(h.cid), other)
+    calls = len(h.responder.calls)
+
+    [resent] = h.sends(await h.handle(m1))
+
+    assert len(h.responder.calls) == calls  # not answered a second time
+    assert resent.seq == 1 and resent.payload["text"]["body"] == "re: one"
 
 
 async def test_a_failed_run_does_not_keep_what_it_changed(h: Harness) -> None:
