@@ -89,8 +89,10 @@ class Upstream:
         reset_timeout: float = 30.0,
         max_tries: int = 3,
         backoff_factor: float = 0.5,
+        breaker: str | None = None,
     ) -> None:
         self.name = name
+        name = breaker or name  # the breaker's own name (per number, say); metrics keep `name`
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.breaker = pybreaker.CircuitBreaker(
@@ -190,3 +192,23 @@ class Upstream:
             metrics.upstream_duration.labels(self.name, result).observe(
                 time.perf_counter() - started
             )
+
+
+class Upstreams:
+    """One Upstream per key (a number, a business) where the outside's limits and failures
+    are per key: one number's token revoked must not open the breaker for every number."""
+
+    def __init__(
+        self, name: str, session: aiohttp.ClientSession, timeout: float, **options: Any
+    ) -> None:
+        self.name, self.session, self.timeout, self.options = name, session, timeout, options
+        self._each: dict[str, Upstream] = {}
+
+    def __call__(self, key: str) -> Upstream:
+        upstream = self._each.get(key)
+        if upstream is None:
+            upstream = Upstream(
+                self.name, self.session, self.timeout, breaker=f"{self.name}:{key}", **self.options
+            )
+            self._each[key] = upstream
+        return upstream

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from shared.events.dedup import EchoReceived, MessageReceived
+
 
 class Message(msgspec.Struct, tag=True, kw_only=True):
     """Base of every broker message."""
@@ -23,6 +25,7 @@ class WebhookDelivery(Message, tag="webhook.delivery"):
     received_at: float
     body: str  # raw JSON text as Meta sent it
     valid_json: bool = True
+    app: str = "default"  # the Meta app whose secret signed it (shared/directory)
 
 
 class CustomerMessage(Message, tag="conversation.customer_message"):
@@ -31,10 +34,74 @@ class CustomerMessage(Message, tag="conversation.customer_message"):
     conversation_id: str
     seq: int
     wamid: str
-    event: dict[str, Any]  # the MessageReceived event data, so the usual case needs no read
+    event: MessageReceived  # as recorded, so the usual case needs no read
+
+
+class BusinessEcho(Message, tag="conversation.business_echo"):
+    """A message the business sent from its phone app, recorded by dedup: the conversation
+    records it in the customer's order and hands itself to a person."""
+
+    conversation_id: str
+    wamid: str
+    event: EchoReceived
+
+
+class SendBusinessMessage(Message, tag="conversation.send_business_message"):
+    """A message the business sends through the API: the conversation records it in the
+    customer's order and sends it (once, under `message_id`)."""
+
+    message_id: str
+    business_id: str
+    conversation_id: str
+    phone_number_id: str
+    to: str
+    message_type: str
+    payload: dict[str, Any]
+    author: str = "business"
+    actor: str = ""
+    # What it says, when the sender knows better than its body (a template's text with its
+    # parameters, as the customer reads it): the history the bot sees.
+    text: str = ""
+
+
+class ChangeHandling(Message, tag="conversation.change_handling"):
+    """Who answers a conversation: `handoff` (to a person: `assignee`, or waiting for one),
+    `release` (back to the bot) or `close`. Sent once per request (`request_id`)."""
+
+    request_id: str
+    conversation_id: str
+    action: str  # handoff, release or close
+    assignee: str | None = None
+    actor: str = ""
+    reason: str = ""
+
+
+class FlowTimeout(Message, tag="conversation.flow_timeout"):
+    """A bot flow's deadline has passed (the conversation's timer): end it with its
+    `timeout_message` if the customer is still at the step that set `deadline`."""
+
+    conversation_id: str
+    deadline: float
+
+
+class HandBack(Message, tag="conversation.hand_back"):
+    """A conversation a person has has been idle since its event `active_version` (the
+    idle timer): the bot has it again unless something happened since."""
+
+    conversation_id: str
+    active_version: int
+
+
+class Resume(Message, tag="conversation.resume"):
+    """Go on with the customer messages waiting in the inbox: what they waited for (a
+    media file, a voice reply) was given up."""
+
+    conversation_id: str
 
 
 class SendMessage(Message, tag="outbound.send_message"):
+    """Send one message to a customer through the Graph API (once, by `command_id`)."""
+
     command_id: str  # idempotency key of this send
     conversation_id: str
     phone_number_id: str
@@ -45,21 +112,23 @@ class SendMessage(Message, tag="outbound.send_message"):
 
 
 class MarkRead(Message, tag="outbound.mark_read"):
+    """Mark a customer message read and show the typing indicator (cosmetic: never retried
+    at the expense of replies)."""
+
     conversation_id: str
     phone_number_id: str
     wamid: str
 
 
 class StatusUpdate(Message, tag="outbound.status_update"):
+    """A status Meta reported for a sent message: outbound folds it into its lifecycle."""
+
     conversation_id: str
     wamid: str
     status: str
 
 
 OutboundCommand = SendMessage | MarkRead | StatusUpdate
-
-
-# --- media (issue 3) ---------------------------------------------------------------------------
 
 
 class ProcessMedia(Message, tag="media.process"):
@@ -94,31 +163,30 @@ class MediaProcessed(Message, tag="conversation.media_processed"):
     error: str = ""  # what went wrong, in words
 
 
-class DeliverReply(Message, tag="media.deliver_reply"):
-    """A reply that goes out through the media service: spoken (voice) or, once a
-    conversation has used voice, as text behind the earlier voice replies to keep order."""
+class PrepareVoice(Message, tag="media.prepare_voice"):
+    """Conversation asks the media service to speak a reply and upload it as a voice note;
+    the answer comes back as VoicePrepared or VoiceFailed, and the conversation sends it."""
 
-    command_id: str  # the reply's SendMessage command id: one send per reply, voice or text
+    command_id: str  # the reply's send command id: the voice note and its text share it
     conversation_id: str
     phone_number_id: str
-    to: str
-    text: str
     seq: int
-    voice: bool
-    received_at: float = 0.0
+    text: str
 
 
-class SendMedia(Message, tag="media.send_media"):
-    """Send a stored file to a customer: upload to the Graph API, then send by media id."""
+class VoicePrepared(Message, tag="conversation.voice_prepared"):
+    """The media service spoke the reply `seq` and uploaded it: the conversation sends it."""
 
     command_id: str
     conversation_id: str
-    phone_number_id: str
-    to: str
-    kind: str  # image, document, audio, video, sticker
-    store_key: str
-    mime_type: str
-    caption: str = ""
-    filename: str = ""
-    seq: int = -1
-    received_at: float = 0.0
+    seq: int
+    media_id: str  # the uploaded voice note, to send by id
+
+
+class VoiceFailed(Message, tag="conversation.voice_failed"):
+    """The reply `seq` could not be spoken: the conversation sends it as text."""
+
+    command_id: str
+    conversation_id: str
+    seq: int
+    reason: str  # why it could not be spoken: the reply goes as text

@@ -1,5 +1,5 @@
-"""Media messages in the conversation: asking the media service, and the turn its answer
-makes. Pure: no I/O.
+"""Media messages in the conversation: what is handed to the media service, and the turn
+its answer makes. Pure: no I/O.
 
 A media message (image, video, document, sticker, audio or voice note) is not answered at
 once: the conversation records MediaRequested and asks the media service (ProcessMedia), and
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.conversation.domain import Conversation
 from services.conversation.interpret import interpret
-from shared.broker.bus import Publish
-from shared.eventstore import NewEvent, event_id_for
-from shared.schemas import MediaProcessed, ProcessMedia
+from shared.events.conversation import MediaRequested
+from shared.events.dedup import MessageReceived
+from shared.schemas import MediaProcessed
 
 MEDIA_KINDS = ("image", "video", "document", "sticker", "audio")
 
@@ -30,8 +29,7 @@ _FAILURES = {
 }
 
 
-def is_media(received: dict[str, Any]) -> bool:
-    message = received.get("message") or {}
+def is_media(message: dict[str, Any]) -> bool:
     kind = message.get("type")
     return kind in MEDIA_KINDS and isinstance(message.get(kind), dict)
 
@@ -40,69 +38,37 @@ def label(kind: str, media: dict[str, Any]) -> str:
     return "voice note" if kind == "audio" and media.get("voice") else kind
 
 
-def media_requested(
-    state: Conversation, seq: int, received: dict[str, Any], trigger: str
-) -> NewEvent:
+def requested(seq: int, received: MessageReceived, trigger: str) -> MediaRequested:
     """`trigger` names the broker message whose handling asked (e.g. `customer:7`): if that
     message is delivered again, the request may not have been published, so it is again."""
-    message = received.get("message") or {}
+    message = received.message
     kind = str(message.get("type"))
     media = dict(message.get(kind) or {})
-    return NewEvent(
-        "MediaRequested",
-        {
-            "seq": seq,
-            "wamid": received["wamid"],
-            "type": kind,
-            "kind": kind,
-            "media_id": media.get("id"),
-            "voice": bool(kind == "audio" and media.get("voice")),
-            "media": media,
-            "described": interpret(message).text,
-            "phone_number_id": received["phone_number_id"],
-            "customer": received["customer"],
-            "customer_name": received.get("customer_name", ""),
-            "timestamp": received.get("timestamp"),
-            "received_at": float(received.get("received_at") or 0.0),
-            "trigger": trigger,
-        },
-        id=event_id_for("media-requested", state.conversation_id, str(seq)),
+    return MediaRequested(
+        seq=seq,
+        wamid=received.wamid,
+        type=kind,
+        kind=kind,
+        media_id=None if media.get("id") is None else str(media.get("id")),
+        voice=bool(kind == "audio" and media.get("voice")),
+        media=media,
+        described=interpret(message).text,
+        phone_number_id=received.phone_number_id,
+        customer=received.customer,
+        customer_name=received.customer_name,
+        timestamp=received.timestamp,
+        received_at=received.received_at,
+        trigger=trigger,
     )
 
 
-def process_media(state: Conversation, seq: int) -> Publish:
-    request = state.media_requests[seq]
-    return Publish(
-        "media",
-        state.conversation_id,
-        ProcessMedia(
-            conversation_id=state.conversation_id,
-            seq=seq,
-            wamid=request["wamid"],
-            phone_number_id=request["phone_number_id"],
-            kind=request["kind"],
-            media=request["media"],
-            received_at=float(request.get("received_at") or 0.0),
-        ),
-    )
-
-
-def resend(state: Conversation, trigger: str) -> list[Publish]:
-    """ProcessMedia again when the request being awaited was made while handling `trigger`."""
-    seq = state.awaiting_media
-    if seq is None or state.media_requests[seq].get("trigger") != trigger:
-        return []
-    return [process_media(state, seq)]
-
-
-def media_turn(request: dict[str, Any], result: MediaProcessed) -> tuple[str, dict[str, Any]]:
+def media_turn(request: MediaRequested, result: MediaProcessed) -> tuple[str, dict[str, Any]]:
     """The customer's turn for a processed media message: (text, detail)."""
-    media = request.get("media") or {}
-    described = str(request.get("described") or f"[{label(result.kind, media)}]")
+    described = request.described or f"[{label(result.kind, request.media)}]"
     detail = {
-        "media_id": request.get("media_id"),
+        "media_id": request.media_id,
         "kind": result.kind,
-        "voice": bool(request.get("voice")),
+        "voice": request.voice,
         "stored": result.stored,
         "sha256": result.sha256,
         "size": result.size,

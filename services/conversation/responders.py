@@ -4,10 +4,13 @@ no API key, so the product works with no account at all."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from services.conversation.domain import Conversation
-from shared.resilience import Upstream, UpstreamError
+from shared.bot import LLMRequest
+from shared.errors import RetryLater
+from shared.resilience import Upstream, UpstreamError, Upstreams
 
 log = logging.getLogger("responder")
 
@@ -17,11 +20,28 @@ class Reply(NamedTuple):
     responder: str  # who wrote it: recorded on BotReplied (a fallback says so)
 
 
+@dataclass(frozen=True)
+class Profile:
+    """Who the bot is for this conversation: the number's persona and model (the
+    environment's when the number has none), and the business whose LLM budget it spends."""
+
+    business_id: str = ""
+    persona: str = ""
+    model: str = ""
+
+
 class Responder(Protocol):
     name: str
 
-    async def reply(self, conversation: Conversation) -> Reply:
+    async def reply(self, conversation: Conversation, profile: Profile = Profile()) -> Reply:
         """The reply to the conversation's last customer turn."""
+        ...
+
+    async def complete(
+        self, request: LLMRequest, conversation: Conversation, profile: Profile = Profile()
+    ) -> str | None:
+        """What the LLM answers a bot's request; None when there is no LLM or it failed
+        (the bot then says its fallback)."""
         ...
 
 
@@ -33,8 +53,13 @@ class OfflineResponder:
 
     name = "offline"
 
-    async def reply(self, conversation: Conversation) -> Reply:
+    async def reply(self, conversation: Conversation, profile: Profile = Profile()) -> Reply:
         return Reply(self.text(conversation), self.name)
+
+    async def complete(
+        self, request: LLMRequest, conversation: Conversation, profile: Profile = Profile()
+    ) -> str | None:
+        return None  # no LLM configured
 
     def text(self, conversation: Conversation) -> str:
         last = conversation.turns[-1].text if conversation.turns else ""
@@ -89,7 +114,7 @@ class OpenAIResponder:
 
     def __init__(
         self,
-        upstream: Upstream,
+        upstream: Upstream | Upstreams,
         base_url: str,
         api_key: str,
         model: str,
@@ -105,17 +130,31 @@ class OpenAIResponder:
         self.history_turns = history_turns
         self.fallback = fallback or OfflineResponder()
 
-    def messages(self, conversation: Conversation) -> list[dict[str, str]]:
+    def messages(
+        self, conversation: Conversation, profile: Profile = Profile()
+    ) -> list[dict[str, str]]:
+        # The business's own messages are the assistant's side too: the bot sees them as said.
         history = [
             {"role": "user" if t.role == "customer" else "assistant", "content": t.text}
             for t in conversation.recent(self.history_turns)
         ]
-        return [{"role": "system", "content": self.persona}, *history]
+        return [{"role": "system", "content": profile.persona or self.persona}, *history]
 
-    async def reply(self, conversation: Conversation) -> Reply:
-        body = {"model": self.model, "messages": self.messages(conversation)}
+    def _upstream(self, profile: Profile) -> Upstream:
+        # The LLM key's limits and failures are the account's: one breaker per business.
+        if isinstance(self.upstream, Upstreams):
+            return self.upstream(profile.business_id or "default")
+        return self.upstream
+
+    async def reply(self, conversation: Conversation, profile: Profile = Profile()) -> Reply:
+        body = {
+            "model": profile.model or self.model,
+            "messages": self.messages(conversation, profile),
+        }
         try:
-            answer = await self.upstream.request("POST", self.url, json=body, headers=self.headers)
+            answer = await self._upstream(profile).request(
+                "POST", self.url, json=body, headers=self.headers
+            )
             return Reply(str(answer["choices"][0]["message"]["content"]).strip(), self.name)
         except UpstreamError as exc:
             if exc.transient:
@@ -133,6 +172,41 @@ class OpenAIResponder:
                 extra={"fields": {"error": type(exc).__name__}},
             )
             return await self._fallback(conversation)
+
+    async def complete(
+        self, request: LLMRequest, conversation: Conversation, profile: Profile = Profile()
+    ) -> str | None:
+        messages = list(request.messages)
+        if messages and messages[0].get("role") == "system":
+            persona = profile.persona or self.persona
+            # The definition's persona wins; without one, the number's (or the environment's).
+            if persona and persona not in messages[0]["content"]:
+                system = f"{persona}\n\n{messages[0]['content']}"
+                messages[0] = {"role": "system", "content": system}
+        if request.history:
+            history = [
+                {"role": "user" if t.role == "customer" else "assistant", "content": t.text}
+                for t in conversation.recent(request.history)
+            ]
+            messages = [*messages[:1], *history, *messages[1:]]
+        body = {
+            "model": profile.model or self.model,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+        }
+        try:
+            answer = await self._upstream(profile).request(
+                "POST", self.url, json=body, headers=self.headers
+            )
+            return str(answer["choices"][0]["message"]["content"]).strip()
+        except (UpstreamError, RetryLater, KeyError, IndexError, TypeError) as exc:
+            # The bot says its fallback rather than keep the customer waiting (a breaker
+            # open included): a rule's text is an answer, an LLM outage is not the customer's.
+            log.warning(
+                "LLM answer unavailable; the bot falls back",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            return None
 
     async def _fallback(self, conversation: Conversation) -> Reply:
         return Reply(self.fallback.text(conversation), f"{self.fallback.name}-fallback")

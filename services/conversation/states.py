@@ -1,4 +1,5 @@
-"""Conversations kept in memory between a customer's messages.
+"""Conversations kept in memory between a customer's messages, and the unit of work that
+commits one step of one.
 
 Rebuilding a conversation means reading and folding its whole stream, which grows with every
 turn. The state a handler leaves behind is kept instead, and the customer's next message
@@ -14,27 +15,60 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable
 
-from services.conversation.domain import Conversation
-from shared.eventstore import EventStore, WrongExpectedVersion
+from services.conversation.domain import Conversation, event_id, evolve, fold
+from services.conversation.outputs import outputs
+from shared.broker.bus import Context, Publish
+from shared.events.conversation import conversation_stream
+from shared.eventstore import Event, EventStore, NewEvent, WrongExpectedVersion
 
-T = TypeVar("T")
+Steps = AsyncIterator[list[Publish]]
 
 
 class StaleConversation(Exception):
     """An append found its events already stored: the state it started from was behind."""
 
 
-def conversation_stream(conversation_id: str) -> str:
-    return f"conversation-{conversation_id}"
-
-
 async def load(store: EventStore, conversation_id: str) -> Conversation:
     """The conversation as its stream says now."""
     events = await store.read_stream(conversation_stream(conversation_id))
-    return Conversation.from_events(conversation_id, events)
+    return fold(conversation_id, [(e.version, e.event) for e in events])
+
+
+class Step:
+    """A unit of work: the events one step decides, applied to the state at once (the
+    responder reads them), appended together with the version the state was at, and the
+    commands they imply, returned for publishing only after the commit. Metadata
+    (correlation, causation, trace) is stamped here, once."""
+
+    def __init__(self, store: EventStore, state: Conversation, ctx: Context) -> None:
+        self.store = store
+        self.state = state
+        self.ctx = ctx
+        self.expected = state.version
+        self.events: list[Event] = []
+
+    def record(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            evolve(self.state, event)
+        self.events.extend(events)
+        return events
+
+    async def commit(self) -> list[Publish]:
+        if not self.events:
+            return []
+        metadata = self.ctx.metadata()
+        cid = self.state.conversation_id
+        appended = await self.store.append(
+            conversation_stream(cid),
+            [NewEvent(e, event_id(cid, e), metadata) for e in self.events],
+            expected_version=self.expected,
+        )
+        if any(a.duplicate for a in appended):
+            raise StaleConversation("the step was already recorded")
+        self.state.version = appended[-1].stream_version
+        return [p for e in self.events for p in outputs(self.state, e)]
 
 
 class Conversations:
@@ -54,22 +88,26 @@ class Conversations:
             state = await load(self.store, conversation_id)
         else:
             stream = conversation_stream(conversation_id)
-            for event in await self.store.read_stream(stream, state.version + 1):
-                state.apply(event.type, event.data)
-                state.version = event.version
+            for recorded in await self.store.read_stream(stream, state.version + 1):
+                evolve(state, recorded.event)
+                state.version = recorded.version
         yield state
         self._kept[conversation_id] = state
         if len(self._kept) > self.capacity:
             self._kept.popitem(last=False)
 
-    async def run(self, conversation_id: str, handle: Callable[[Conversation], Awaitable[T]]) -> T:
-        """`handle` the conversation; once more from its stream if the state was behind."""
-        try:
-            async with self.checkout(conversation_id) as state:
-                return await handle(state)
-        except (WrongExpectedVersion, StaleConversation):
-            async with self.checkout(conversation_id) as state:
-                return await handle(state)
+    async def run(self, conversation_id: str, handle: Callable[[Conversation], Steps]) -> Steps:
+        """`handle` the conversation, yielding each step's publishes; once more from the
+        stream if the state was behind (every step is idempotent, so redoing is safe)."""
+        for attempt in (1, 2):
+            try:
+                async with self.checkout(conversation_id) as state:
+                    async for batch in handle(state):
+                        yield batch
+                return
+            except (WrongExpectedVersion, StaleConversation):
+                if attempt == 2:
+                    raise
 
     def forget(self, conversation_id: str) -> None:
         """Something other than a checkout is about to change it."""

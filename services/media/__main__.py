@@ -12,24 +12,19 @@ from services.media.audio import (
     Transcriber,
     UnavailableTranscriber,
 )
-from services.media.graph import GraphMedia
-from services.media.handlers import (
-    Deps,
-    deliver_reply,
-    process_media,
-    record_dead_letter,
-    send_media,
-)
-from services.media.store import make_store, remove_stale_temporaries
+from services.media.graph import GraphMedias
+from services.media.handlers import Deps, prepare_voice, process_media, record_dead_letter
 from shared.broker.bus import Context, Publish, Service
-from shared.resilience import Upstream
-from shared.runtime import Infra, run_consumer_service
-from shared.schemas import DeliverReply, ProcessMedia, SendMedia
+from shared.directory import Directory
+from shared.media_store import make_store, remove_stale_temporaries
+from shared.resilience import Upstream, Upstreams
+from shared.runtime import Infra, Parts, run_service
+from shared.schemas import PrepareVoice, ProcessMedia
 
 log = logging.getLogger("media")
 
 
-async def build(infra: Infra) -> Service:
+async def build(infra: Infra) -> Parts:
     s = infra.settings
     session = aiohttp.ClientSession()
     infra.closers.append(session.close)
@@ -40,16 +35,24 @@ async def build(infra: Infra) -> Service:
 
     store, tmp_dir = make_store(s)
     removed = remove_stale_temporaries(tmp_dir)
-    graph = None
-    if s.whatsapp_access_token:
-        graph = GraphMedia(
-            upstream("whatsapp-media", s.media_download_timeout),
-            s.whatsapp_api_url,
-            s.whatsapp_access_token,
+    directory = Directory(s, infra.pool)
+    await directory.start()
+    infra.closers.append(directory.stop)
+    # Each number's token and breaker: one number's revoked token fails only its own files.
+    graph = GraphMedias(
+        Upstreams(
+            "whatsapp-media",
+            session,
             s.media_download_timeout,
-        )
-    else:
-        log.warning("WHATSAPP_ACCESS_TOKEN is empty: media cannot be downloaded (dry run)")
+            fail_max=s.breaker_fail_max,
+            reset_timeout=s.breaker_reset_seconds,
+        ),
+        s.whatsapp_api_url,
+        s.media_download_timeout,
+        directory,
+    )
+    if not s.whatsapp_access_token:
+        log.warning("WHATSAPP_ACCESS_TOKEN is empty: numbers without a token get no media")
     transcriber: Transcriber = UnavailableTranscriber()
     if s.openai_api_key:
         transcriber = OpenAITranscriber(
@@ -78,29 +81,25 @@ async def build(infra: Infra) -> Service:
         graph,
         transcriber,
         speech,
-        infra.bus.publish_all,
         tmp_dir,
         s.max_attempts,
+        directory,
     )
     service = Service("media")
 
-    async def on_dead_letter(cmd: ProcessMedia, ctx: Context, error: str) -> None:
-        await record_dead_letter(cmd, ctx, error, deps)
+    async def on_dead_letter(cmd: ProcessMedia, ctx: Context, error: str) -> list[Publish]:
+        return await record_dead_letter(cmd, ctx, error, deps)
 
     @service.handles(ProcessMedia, on_dead_letter=on_dead_letter)
     async def on_process(cmd: ProcessMedia, ctx: Context) -> list[Publish]:
         return await process_media(cmd, ctx, deps)
 
-    @service.handles(DeliverReply)
-    async def on_deliver(cmd: DeliverReply, ctx: Context) -> list[Publish]:
-        return await deliver_reply(cmd, ctx, deps)
+    @service.handles(PrepareVoice)
+    async def on_prepare_voice(cmd: PrepareVoice, ctx: Context) -> list[Publish]:
+        return await prepare_voice(cmd, ctx, deps)
 
-    @service.handles(SendMedia)
-    async def on_send_media(cmd: SendMedia, ctx: Context) -> list[Publish]:
-        return await send_media(cmd, ctx, deps)
-
-    return service
+    return Parts(consumers=[service])
 
 
 if __name__ == "__main__":
-    run_consumer_service("media", build)
+    run_service("media", build)

@@ -73,15 +73,19 @@ class ElevenLabsSpeech:
         output_format: str,
     ) -> None:
         self.upstream = upstream
-        self.url = f"{base_url.rstrip('/')}/v1/text-to-speech/{voice_id}"
+        self.base_url = base_url.rstrip("/")
+        self.voice_id = voice_id
         self.headers = {"xi-api-key": api_key}
         self.model_id = model_id
         self.output_format = output_format
 
-    async def synthesize(self, text: str) -> bytes:
+    async def synthesize(self, text: str, voice_id: str = "") -> bytes:
+        """`voice_id`: the number's own voice; the configured one when empty."""
+        url = f"{self.base_url}/v1/text-to-speech/{voice_id or self.voice_id}"
+
         async def post(session: aiohttp.ClientSession) -> bytes:
             async with session.post(
-                self.url,
+                url,
                 params={"output_format": self.output_format},
                 json={"text": text, "model_id": self.model_id},
                 headers=self.headers,

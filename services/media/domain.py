@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.eventstore import NewEvent, RecordedEvent, event_id_for
+from shared.events.media import MediaAttemptFailed, MediaFailed, MediaStored, MediaTranscribed
+from shared.eventstore import NewEvent, RecordedEvent, new
 from shared.schemas import MediaProcessed, ProcessMedia
 
 KB = 1024
@@ -52,43 +53,31 @@ def expected_digest(value: Any) -> bytes | None:
     return raw if len(raw) == 32 else None
 
 
-def content_key(sha256_hex: str) -> str:
-    """Content-addressed: the same bytes always get the same key, so they are kept once."""
-    return f"sha256/{sha256_hex[:2]}/{sha256_hex}"
-
-
-def media_stream(wamid: str) -> str:
-    return f"media-{wamid}"
-
-
-def needs_transcript(kind: str) -> bool:
-    return kind == "audio"
-
-
 @dataclass
 class MediaState:
     wamid: str
     version: int = -1
-    stored: dict[str, Any] | None = None
-    transcribed: dict[str, Any] | None = None
-    failed: dict[str, Any] | None = None
+    stored: MediaStored | None = None
+    transcribed: MediaTranscribed | None = None
+    failed: MediaFailed | None = None
     attempts_failed: int = 0
     history: list[str] = field(default_factory=list)
 
     @classmethod
     def from_events(cls, wamid: str, events: list[RecordedEvent]) -> MediaState:
         state = cls(wamid)
-        for event in events:
-            state.history.append(event.type)
-            state.version = event.version
-            if event.type == "MediaStored":
-                state.stored = event.data
-            elif event.type == "MediaTranscribed":
-                state.transcribed = event.data
-            elif event.type == "MediaAttemptFailed":
-                state.attempts_failed += 1
-            elif event.type == "MediaFailed":
-                state.failed = event.data
+        for recorded in events:
+            state.history.append(recorded.type)
+            state.version = recorded.version
+            match recorded.event:
+                case MediaStored() as event:
+                    state.stored = event
+                case MediaTranscribed() as event:
+                    state.transcribed = event
+                case MediaAttemptFailed():
+                    state.attempts_failed += 1
+                case MediaFailed() as event:
+                    state.failed = event
         return state
 
     def finished(self, kind: str) -> bool:
@@ -99,104 +88,96 @@ class MediaState:
         return not needs_transcript(kind) or self.transcribed is not None
 
 
+def needs_transcript(kind: str) -> bool:
+    return kind == "audio"
+
+
 def stored_event(cmd: ProcessMedia, data: dict[str, Any]) -> NewEvent:
     media = cmd.media
-    return NewEvent(
-        "MediaStored",
-        {
-            "conversation_id": cmd.conversation_id,
-            "seq": cmd.seq,
-            "wamid": cmd.wamid,
-            "phone_number_id": cmd.phone_number_id,
-            "kind": cmd.kind,
-            "media_id": media.get("id"),
-            "caption": media.get("caption", ""),
-            "filename": media.get("filename", ""),
-            "voice": bool(media.get("voice")),
-            "animated": bool(media.get("animated")),
-            "message_media": media,  # every field of the media message, as Meta sent it
-            **data,
-        },
-        id=event_id_for("media-stored", cmd.wamid),
+    event = MediaStored(
+        conversation_id=cmd.conversation_id,
+        seq=cmd.seq,
+        wamid=cmd.wamid,
+        phone_number_id=cmd.phone_number_id,
+        kind=cmd.kind,
+        media_id=None if media.get("id") is None else str(media.get("id")),
+        caption=str(media.get("caption", "")),
+        filename=str(media.get("filename", "")),
+        voice=bool(media.get("voice")),
+        animated=bool(media.get("animated")),
+        message_media=media,
+        **data,
     )
+    return new(event, "media-stored", cmd.wamid)
 
 
 def transcribed_event(cmd: ProcessMedia, data: dict[str, Any]) -> NewEvent:
-    return NewEvent(
-        "MediaTranscribed",
-        {"conversation_id": cmd.conversation_id, "wamid": cmd.wamid, "seq": cmd.seq, **data},
-        id=event_id_for("media-transcribed", cmd.wamid),
+    event = MediaTranscribed(
+        conversation_id=cmd.conversation_id, wamid=cmd.wamid, seq=cmd.seq, **data
     )
+    return new(event, "media-transcribed", cmd.wamid)
 
 
 def attempt_failed_event(
     cmd: ProcessMedia, state: MediaState, stage: str, reason: str, error: str
 ) -> NewEvent:
     attempt = state.attempts_failed + 1
-    return NewEvent(
-        "MediaAttemptFailed",
-        {
-            "conversation_id": cmd.conversation_id,
-            "wamid": cmd.wamid,
-            "seq": cmd.seq,
-            "attempt": attempt,
-            "stage": stage,
-            "reason": reason,
-            "error": error[:500],
-        },
-        id=event_id_for("media-attempt-failed", cmd.wamid, str(attempt)),
+    event = MediaAttemptFailed(
+        conversation_id=cmd.conversation_id,
+        wamid=cmd.wamid,
+        seq=cmd.seq,
+        attempt=attempt,
+        stage=stage,
+        reason=reason,
+        error=error[:500],
     )
+    return new(event, "media-attempt-failed", cmd.wamid, str(attempt))
 
 
 def failed_event(
     cmd: ProcessMedia, state: MediaState, stage: str, reason: str, error: str
 ) -> NewEvent:
-    return NewEvent(
-        "MediaFailed",
-        {
-            "conversation_id": cmd.conversation_id,
-            "wamid": cmd.wamid,
-            "seq": cmd.seq,
-            "kind": cmd.kind,
-            "media_id": cmd.media.get("id"),
-            "stage": stage,
-            "reason": reason,
-            "error": error[:500],
-            "attempts": state.attempts_failed + 1,
-        },
-        id=event_id_for("media-failed", cmd.wamid),
+    event = MediaFailed(
+        conversation_id=cmd.conversation_id,
+        wamid=cmd.wamid,
+        seq=cmd.seq,
+        kind=cmd.kind,
+        media_id=None if cmd.media.get("id") is None else str(cmd.media.get("id")),
+        stage=stage,
+        reason=reason,
+        error=error[:500],
+        attempts=state.attempts_failed + 1,
     )
+    return new(event, "media-failed", cmd.wamid)
 
 
 def processed(cmd: ProcessMedia, state: MediaState) -> MediaProcessed:
     """The answer to conversation, built from what the stream recorded (so a redelivered
     command gets the same answer)."""
-    stored = state.stored or {}
-    transcribed = state.transcribed
-    failed = state.failed or {}
+    stored, transcribed, failed = state.stored, state.transcribed, state.failed
     transcription = ""
     transcript = ""
     if needs_transcript(cmd.kind):
         if transcribed is not None:
-            transcription = "ok" if transcribed.get("available") else "unavailable"
-            transcript = str(transcribed.get("text") or "")
-        elif failed:
+            transcription = "ok" if transcribed.available else "unavailable"
+            transcript = transcribed.text
+        elif failed is not None:
             transcription = "failed"
     return MediaProcessed(
         conversation_id=cmd.conversation_id,
         seq=cmd.seq,
         wamid=cmd.wamid,
         kind=cmd.kind,
-        stored=state.stored is not None,
-        sha256=str(stored.get("sha256", "")),
-        size=int(stored.get("size", 0) or 0),
-        mime_type=str(stored.get("mime_type", "")),
-        store_key=str(stored.get("store_key", "")),
-        deduplicated=bool(stored.get("deduplicated", False)),
+        stored=stored is not None,
+        sha256=stored.sha256 if stored else "",
+        size=stored.size if stored else 0,
+        mime_type=stored.mime_type if stored else "",
+        store_key=stored.store_key if stored else "",
+        deduplicated=stored.deduplicated if stored else False,
         transcription=transcription,
         transcript=transcript,
-        failure=str(failed.get("reason", "")),
-        error=str(failed.get("error", "")),
+        failure=failed.reason if failed else "",
+        error=failed.error if failed else "",
     )
 
 

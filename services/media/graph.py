@@ -22,8 +22,10 @@ import aiohttp
 
 from services.media import calls
 from services.media.domain import expected_digest
+from shared.directory import Directory
 from shared.errors import PermanentError
-from shared.resilience import Upstream, UpstreamError
+from shared.media_store import open_private
+from shared.resilience import Upstream, UpstreamError, Upstreams
 
 CHUNK = 256 * 1024
 
@@ -85,6 +87,36 @@ def _meta_code(body: Any) -> int | None:
         if isinstance(code, str) and code.isdigit():
             return int(code)
     return None
+
+
+class GraphMedias:
+    """Each number's Graph media client: its own token and its own breaker."""
+
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        base_url: str,
+        download_timeout: float,
+        directory: Directory,
+    ) -> None:
+        self.upstreams, self.base_url, self.download_timeout = upstreams, base_url, download_timeout
+        self.directory = directory
+        self._each: dict[tuple[str, str], GraphMedia] = {}
+
+    async def __call__(self, phone_number_id: str) -> GraphMedia | None:
+        """None when the number has no access token (a dry run): nothing to download with."""
+        number = await self.directory.number(phone_number_id)
+        if number is None or not number.access_token:
+            return None
+        key = (phone_number_id, number.access_token)
+        if key not in self._each:
+            self._each[key] = GraphMedia(
+                self.upstreams(phone_number_id),
+                self.base_url,
+                number.access_token,
+                self.download_timeout,
+            )
+        return self._each[key]
 
 
 class GraphMedia:
@@ -166,7 +198,7 @@ class GraphMedia:
                 digest = hashlib.sha256()
                 size = 0
                 # Writes of one chunk land in the page cache: cheaper than a thread hop each.
-                with open(path, "wb") as out:  # noqa: ASYNC230
+                with open_private(path) as out:
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         size += len(chunk)
                         if size > limit:

@@ -7,9 +7,10 @@ stream is finished just gets its answer published again. A transient failure is 
 (MediaAttemptFailed) and retried through the stage's retry queue; a permanent one, or the last
 attempt, is recorded as MediaFailed and still answered, so the customer is never ignored.
 
-`deliver_reply` speaks a reply (ElevenLabs → upload → audio message) or falls back to text; the
-decision is committed in `voice-<command_id>` before the SendMessage goes out, and both use the
-reply's command id, so outbound sends one of them, once.
+`prepare_voice` speaks a reply (ElevenLabs → upload) and answers the conversation with the
+uploaded voice note (VoicePrepared) or why not (VoiceFailed); the conversation sends it. The
+outcome is committed in `voice-<command_id>` before the answer goes out, so a redelivered
+command gets the same answer and nothing is spoken or uploaded twice.
 """
 
 from __future__ import annotations
@@ -31,19 +32,20 @@ from services.media.domain import (
     failed_event,
     is_ogg_opus,
     max_bytes,
-    media_stream,
     needs_transcript,
     processed,
     stored_event,
     transcribed_event,
 )
 from services.media.graph import GraphMedia, MediaError
-from services.media.store import MediaStore
 from shared.broker.bus import BrokerUnavailable, Context, Publish
+from shared.directory import Directory
 from shared.errors import PermanentError, RetryLater
-from shared.eventstore import EventStore, NewEvent, StoreUnavailable, event_id_for
+from shared.events.media import VoiceReplyFellBack, VoiceReplyPrepared, media_stream, voice_stream
+from shared.eventstore import EventStore, NewEvent, StoreUnavailable, new
+from shared.media_store import MediaStore, media_owner, open_private, private_dir
 from shared.resilience import CircuitOpen, TransientNetworkError, UpstreamError
-from shared.schemas import DeliverReply, ProcessMedia, SendMedia, SendMessage
+from shared.schemas import PrepareVoice, ProcessMedia, VoiceFailed, VoicePrepared
 
 log = logging.getLogger("media")
 
@@ -66,12 +68,12 @@ _EXTENSIONS = {
 class Deps:
     store: EventStore
     media: MediaStore
-    graph: GraphMedia | None  # None: no WHATSAPP_ACCESS_TOKEN (dry run)
+    graph: Callable[[str], Awaitable[GraphMedia | None]]  # the number's; None: no token
     transcriber: Transcriber
     speech: ElevenLabsSpeech | None  # None: no ELEVENLABS_API_KEY
-    publish: Callable[[list[Publish], Context], Awaitable[None]]
     tmp_dir: Path
     max_attempts: int = 5
+    directory: Directory | None = None  # each number's voice (None: the configured one)
 
 
 class NotConfigured(MediaError, PermanentError):
@@ -91,7 +93,7 @@ async def _load(store: EventStore, wamid: str) -> MediaState:
 
 
 async def _append(deps: Deps, state: MediaState, event: NewEvent, ctx: Context) -> MediaState:
-    event = NewEvent(event.type, event.data, ctx.metadata(), event.id)
+    event = event.with_metadata(ctx.metadata())
     # Expected version: a duplicate command racing this one cannot record a second outcome.
     await deps.store.append(media_stream(state.wamid), [event], expected_version=state.version)
     return await _load(deps.store, state.wamid)
@@ -189,11 +191,12 @@ async def _give_up(
 
 async def _download_and_store(cmd: ProcessMedia, deps: Deps) -> dict[str, Any]:
     media_id = str(cmd.media.get("id") or "")
-    if deps.graph is None:
-        raise NotConfigured("no WHATSAPP_ACCESS_TOKEN: media cannot be downloaded (dry run)")
+    graph = await deps.graph(cmd.phone_number_id)
+    if graph is None:
+        raise NotConfigured("the number has no access token: media cannot be downloaded")
     if not media_id:
         raise NotConfigured("the message has no media id")
-    downloaded = await deps.graph.download(
+    downloaded = await graph.download(
         media_id,
         max_bytes(cmd.kind, cmd.media),
         deps.tmp_dir,
@@ -201,7 +204,9 @@ async def _download_and_store(cmd: ProcessMedia, deps: Deps) -> dict[str, Any]:
     )
     mime_type = downloaded.info.mime_type or str(cmd.media.get("mime_type") or "")
     try:
-        key, existed = await deps.media.put(downloaded.path, downloaded.sha256, mime_type)
+        key, existed = await deps.media.put(
+            downloaded.path, downloaded.sha256, mime_type, media_owner(cmd.conversation_id)
+        )
     except Exception as exc:
         error = MediaError(f"{type(exc).__name__}: {exc}")
         error.reason, error.stage = "store_failed", "store"
@@ -221,10 +226,10 @@ async def _download_and_store(cmd: ProcessMedia, deps: Deps) -> dict[str, Any]:
 
 
 async def _transcribe(cmd: ProcessMedia, ctx: Context, deps: Deps, state: MediaState) -> MediaState:
-    stored = state.stored or {}
-    mime = str(stored.get("mime_type") or "audio/ogg")
+    assert state.stored is not None
+    mime = state.stored.mime_type or "audio/ogg"
     extension = _EXTENSIONS.get(mime.split(";")[0].strip().lower(), "ogg")
-    async with deps.media.local_copy(str(stored["store_key"])) as path:
+    async with deps.media.local_copy(state.stored.store_key) as path:
         result = await deps.transcriber.transcribe(path, mime, f"{cmd.wamid[-24:]}.{extension}")
     metrics.transcriptions.labels("ok" if result.available else "unavailable").inc()
     data = {
@@ -238,7 +243,9 @@ async def _transcribe(cmd: ProcessMedia, ctx: Context, deps: Deps, state: MediaS
     return await _append(deps, state, transcribed_event(cmd, data), ctx)
 
 
-async def record_dead_letter(cmd: ProcessMedia, ctx: Context, error: str, deps: Deps) -> None:
+async def record_dead_letter(
+    cmd: ProcessMedia, ctx: Context, error: str, deps: Deps
+) -> list[Publish]:
     """The command is going to the dead letters (it could not even be handled): record the
     failure and still answer, or the conversation would wait for this file for ever."""
     state = await _load(deps.store, cmd.wamid)
@@ -246,52 +253,38 @@ async def record_dead_letter(cmd: ProcessMedia, ctx: Context, error: str, deps: 
         event = failed_event(cmd, state, "process", "dead_lettered", error)
         state = await _append(deps, state, event, ctx)
         metrics.media_processed.labels(cmd.kind, "failed").inc()
-    await deps.publish([_answer(cmd, state)], ctx)
+    return [_answer(cmd, state)]
 
 
-# --- replies --------------------------------------------------------------------------------------
+# --- voice replies --------------------------------------------------------------------------
 
 
-def voice_stream(command_id: str) -> str:
-    return f"voice-{command_id}"
-
-
-def _send(cmd: DeliverReply | SendMedia, payload: dict[str, Any]) -> Publish:
-    return Publish(
-        "outbound",
-        cmd.conversation_id,
-        SendMessage(
+def _voice_answer(cmd: PrepareVoice, event: VoiceReplyPrepared | VoiceReplyFellBack) -> Publish:
+    answer: VoicePrepared | VoiceFailed
+    if isinstance(event, VoiceReplyPrepared):
+        answer = VoicePrepared(
             command_id=cmd.command_id,
             conversation_id=cmd.conversation_id,
-            phone_number_id=cmd.phone_number_id,
-            to=cmd.to,
-            payload=payload,
             seq=cmd.seq,
-            received_at=cmd.received_at,
-        ),
-    )
+            media_id=event.media_id,
+        )
+    else:
+        answer = VoiceFailed(
+            command_id=cmd.command_id,
+            conversation_id=cmd.conversation_id,
+            seq=cmd.seq,
+            reason=event.reason,
+        )
+    return Publish("conversation", cmd.conversation_id, answer)
 
 
-def _text_payload(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": {"body": text, "preview_url": False}}
-
-
-def _audio_payload(media_id: str) -> dict[str, Any]:
-    return {"type": "audio", "audio": {"id": media_id}}
-
-
-async def deliver_reply(cmd: DeliverReply, ctx: Context, deps: Deps) -> list[Publish]:
-    if not cmd.voice:
-        # On the media path only to stay behind this customer's earlier voice replies.
-        return [_send(cmd, _text_payload(cmd.text))]
+async def prepare_voice(cmd: PrepareVoice, ctx: Context, deps: Deps) -> list[Publish]:
     stream = voice_stream(cmd.command_id)
     history = await deps.store.read_stream(stream)
-    for event in reversed(history):
-        if event.type == "VoiceReplyPrepared":
-            return [_send(cmd, _audio_payload(event.data["media_id"]))]
-        if event.type == "VoiceReplyFellBack":
-            return [_send(cmd, _text_payload(cmd.text))]
-    base = {"command_id": cmd.command_id, "conversation_id": cmd.conversation_id, "seq": cmd.seq}
+    for recorded in reversed(history):
+        if isinstance(recorded.event, VoiceReplyPrepared | VoiceReplyFellBack):
+            return [_voice_answer(cmd, recorded.event)]
+    outcome: VoiceReplyPrepared | VoiceReplyFellBack
     try:
         data = await _speak(cmd, deps)
     except (StoreUnavailable, BrokerUnavailable):
@@ -301,108 +294,59 @@ async def deliver_reply(cmd: DeliverReply, ctx: Context, deps: Deps) -> list[Pub
         if isinstance(exc, UpstreamError) and exc.upstream == "elevenlabs":
             reason = f"elevenlabs_{exc.status}"
         log.warning("voice reply falls back to text", extra={"fields": {"reason": reason}})
-        event = NewEvent(
-            "VoiceReplyFellBack",
-            {**base, "reason": reason, "error": f"{type(exc).__name__}: {exc}"[:500]},
-            ctx.metadata(),
-            event_id_for("voice-fallback", cmd.command_id),
+        outcome = VoiceReplyFellBack(
+            command_id=cmd.command_id,
+            conversation_id=cmd.conversation_id,
+            seq=cmd.seq,
+            reason=reason,
+            error=f"{type(exc).__name__}: {exc}"[:500],
         )
-        await deps.store.append(stream, [event], expected_version=len(history) - 1)
+        key = "voice-fallback"
         metrics.voice_replies.labels("fallback").inc()
         metrics.voice_fallbacks.labels(reason).inc()
-        return [_send(cmd, _text_payload(cmd.text))]
-    event = NewEvent(
-        "VoiceReplyPrepared",
-        {**base, **data},
-        ctx.metadata(),
-        event_id_for("voice-prepared", cmd.command_id),
+    else:
+        outcome = VoiceReplyPrepared(
+            command_id=cmd.command_id, conversation_id=cmd.conversation_id, seq=cmd.seq, **data
+        )
+        key = "voice-prepared"
+        metrics.voice_replies.labels("voice").inc()
+    await deps.store.append(
+        stream,
+        [new(outcome, key, cmd.command_id, metadata=ctx.metadata())],
+        expected_version=len(history) - 1,
     )
-    await deps.store.append(stream, [event], expected_version=len(history) - 1)
-    metrics.voice_replies.labels("voice").inc()
-    return [_send(cmd, _audio_payload(data["media_id"]))]
+    return [_voice_answer(cmd, outcome)]
 
 
-async def _speak(cmd: DeliverReply, deps: Deps) -> dict[str, Any]:
+async def _speak(cmd: PrepareVoice, deps: Deps) -> dict[str, Any]:
     if deps.speech is None:
         raise NotConfigured("no ELEVENLABS_API_KEY")
-    if deps.graph is None:
-        raise NotConfigured("no WHATSAPP_ACCESS_TOKEN: cannot upload (dry run)")
-    audio = await deps.speech.synthesize(cmd.text)
+    graph = await deps.graph(cmd.phone_number_id)
+    if graph is None:
+        raise NotConfigured("the number has no access token: cannot upload (dry run)")
+    number = await deps.directory.number(cmd.phone_number_id) if deps.directory else None
+    audio = await deps.speech.synthesize(cmd.text, number.voice_id if number else "")
     if not is_ogg_opus(audio):
         # WhatsApp plays only Ogg/Opus as a voice note: never send something else as one.
         error = MediaError(f"speech is not Ogg/Opus (starts with {audio[:8]!r})")
         error.reason = "not_ogg_opus"
         raise error
     sha = hashlib.sha256(audio).hexdigest()
-    deps.tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = deps.tmp_dir / f"{uuid.uuid4().hex}.voice"
-    path.write_bytes(audio)
+    path = private_dir(deps.tmp_dir) / f"{uuid.uuid4().hex}.voice"
+    with open_private(path) as out:
+        out.write(audio)
     try:
-        media_id = await deps.graph.upload(cmd.phone_number_id, path, "audio/ogg", "reply.ogg")
+        media_id = await graph.upload(cmd.phone_number_id, path, "audio/ogg", "reply.ogg")
         metrics.uploads.labels("ok").inc()
         store_key = ""
         try:
             # Kept like customers' files: what the bot said, as the customer heard it.
-            store_key, _ = await deps.media.put(path, sha, "audio/ogg")
+            store_key, _ = await deps.media.put(
+                path, sha, "audio/ogg", media_owner(cmd.conversation_id)
+            )
         except Exception as exc:
             log.warning("voice reply not stored", extra={"fields": {"error": type(exc).__name__}})
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
     return {"media_id": media_id, "sha256": sha, "size": len(audio), "store_key": store_key}
-
-
-def upload_stream(command_id: str) -> str:
-    return f"upload-{command_id}"
-
-
-def media_payload(cmd: SendMedia, media_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": media_id}
-    if cmd.caption and cmd.kind in ("image", "video", "document"):
-        body["caption"] = cmd.caption
-    if cmd.filename and cmd.kind == "document":
-        body["filename"] = cmd.filename
-    return {"type": cmd.kind, cmd.kind: body}
-
-
-async def send_media(cmd: SendMedia, ctx: Context, deps: Deps) -> list[Publish]:
-    """Send a stored file: upload it (sending by link fails behind Meta's proxy, 131053),
-    record the media id, then a SendMessage by id. A redelivery reuses the recorded id."""
-    stream = upload_stream(cmd.command_id)
-    history = await deps.store.read_stream(stream)
-    for event in history:
-        if event.type == "MediaUploaded":
-            return [_send(cmd, media_payload(cmd, event.data["media_id"]))]
-    if deps.graph is None:
-        raise NotConfigured("no WHATSAPP_ACCESS_TOKEN: cannot upload (dry run)")
-    suffix = (cmd.filename.rsplit(".", 1)[-1] if "." in cmd.filename else "") or "bin"
-    async with deps.media.local_copy(cmd.store_key) as path:
-        try:
-            media_id = await deps.graph.upload(
-                cmd.phone_number_id, path, cmd.mime_type, cmd.filename or f"file.{suffix}"
-            )
-        except Exception:
-            metrics.uploads.labels("failed").inc()
-            raise
-    metrics.uploads.labels("ok").inc()
-    await deps.store.append(
-        stream,
-        [
-            NewEvent(
-                "MediaUploaded",
-                {
-                    "command_id": cmd.command_id,
-                    "conversation_id": cmd.conversation_id,
-                    "phone_number_id": cmd.phone_number_id,
-                    "kind": cmd.kind,
-                    "store_key": cmd.store_key,
-                    "mime_type": cmd.mime_type,
-                    "media_id": media_id,
-                },
-                ctx.metadata(),
-                event_id_for("media-uploaded", cmd.command_id),
-            )
-        ],
-        expected_version=len(history) - 1,
-    )
-    return [_send(cmd, media_payload(cmd, media_id))]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.crypto.erased import address
+from shared.directory import Number
 from shared.errors import PermanentError, RetryLater
-from shared.resilience import Upstream, UpstreamError, retry_after_seconds
+from shared.resilience import UpstreamError, Upstreams, retry_after_seconds
 
 # Slow down and retry: account throughput, and the pair rate limit (that customer only).
 THROTTLED = {130429: 1.0, 131056: 6.0, 80007: 5.0, 4: 5.0}
@@ -65,30 +67,39 @@ def classify(status: int, body: Any, headers: Any) -> None:
     raise PermanentSendError(status, code, title)
 
 
-class GraphClient:
-    def __init__(self, upstream: Upstream, base_url: str, access_token: str) -> None:
-        self.upstream = upstream
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {access_token}"}
+def addressed(to: str) -> dict[str, str]:
+    """A wa_id (digits) goes in `to`; a business-scoped user id, for a customer who hides
+    their number, in `recipient` (platform-facts, identity). A customer's key may carry the
+    epoch of an earlier erasure (`<id>~<n>`): Meta knows the id before it."""
+    to = address(to)
+    return {"to": to} if to.isdigit() else {"recipient": to}
 
-    async def send(self, phone_number_id: str, to: str, payload: dict[str, Any]) -> str:
+
+class GraphClient:
+    """The Graph API's messages endpoint, with each number's own token and breaker."""
+
+    def __init__(self, upstreams: Upstreams, base_url: str) -> None:
+        self.upstreams = upstreams
+        self.base_url = base_url.rstrip("/")
+
+    async def send(self, number: Number, to: str, payload: dict[str, Any]) -> str:
         """Send a message; returns the wamid Meta assigned."""
         body = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            **addressed(to),
             **payload,
         }
-        answer = await self.upstream.request(
+        answer = await self.upstreams(number.phone_number_id).request(
             "POST",
-            f"{self.base_url}/{phone_number_id}/messages",
+            f"{self.base_url}/{number.phone_number_id}/messages",
             classify=classify,
             json=body,
-            headers=self.headers,
+            headers=_auth(number),
         )
         return str(answer["messages"][0]["id"])
 
-    async def mark_read(self, phone_number_id: str, wamid: str) -> None:
+    async def mark_read(self, number: Number, wamid: str) -> None:
         body = {
             "messaging_product": "whatsapp",
             "status": "read",
@@ -96,11 +107,15 @@ class GraphClient:
             "typing_indicator": {"type": "text"},
         }
         # One try: a read mark is cosmetic and must not hold back the reply behind it.
-        await self.upstream.request(
+        await self.upstreams(number.phone_number_id).request(
             "POST",
-            f"{self.base_url}/{phone_number_id}/messages",
+            f"{self.base_url}/{number.phone_number_id}/messages",
             classify=classify,
             tries=1,
             json=body,
-            headers=self.headers,
+            headers=_auth(number),
         )
+
+
+def _auth(number: Number) -> dict[str, str]:
+    return {"Authorization": f"Bearer {number.access_token}"}

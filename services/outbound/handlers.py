@@ -17,8 +17,20 @@ from typing import Any
 
 from services.outbound.graph import NAMES, GraphClient, PermanentSendError
 from services.outbound.lifecycle import fold
-from services.outbound.ratelimit import RateLimiter
+from services.outbound.ratelimit import Limiter
 from shared.broker.bus import Context, Publish
+from shared.directory import Directory, Number
+from shared.events.dedup import message_stream
+from shared.events.outbound import (
+    LifecycleChanged,
+    MessageSent,
+    SendAttemptFailed,
+    SendFailed,
+    SendInterrupted,
+    SendStarted,
+    SendSucceeded,
+    outbox_stream,
+)
 from shared.eventstore import (
     NO_STREAM,
     EventStore,
@@ -32,28 +44,23 @@ from shared.schemas import MarkRead, SendMessage, StatusUpdate
 
 log = logging.getLogger("outbound")
 
-DONE = {"SendSucceeded", "SendFailed"}
-
 
 @dataclass
 class Deps:
     store: EventStore
-    graph: GraphClient | None  # None: dry run, no access token configured
-    limiter: RateLimiter
-
-
-def outbox_stream(command_id: str) -> str:
-    return f"outbox-{command_id}"
-
-
-def message_stream(wamid: str) -> str:
-    return f"message-{wamid}"
+    graph: GraphClient
+    limiter: Limiter
+    directory: Directory
 
 
 async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publish]:
     stream = outbox_stream(cmd.command_id)
     meta = ctx.metadata()
-    await deps.limiter.acquire(cmd.phone_number_id)
+    number = await deps.directory.number(cmd.phone_number_id)
+    if number is None:
+        # Nobody's number any more (its business removed it): nothing can send from it.
+        number = Number(phone_number_id=cmd.phone_number_id, business_id="")
+    dry_run = not number.access_token
     try:
         # A first delivery, the common case, costs one write and no read.
         [appended] = await deps.store.append(
@@ -65,25 +72,27 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
         if resumed is None:
             return []
         version, attempt = resumed
+    # The budget right before the request, so that what spaces our sends is what Meta sees
+    # (a slow write in between would bunch them up), and a redelivery already sent costs none.
+    await deps.limiter.acquire(cmd.phone_number_id, number.send_rate_per_second)
     try:
-        if deps.graph is None:
+        if dry_run:
             wamid = f"wamid.DRYRUN.{cmd.command_id}"
         else:
-            wamid = await deps.graph.send(cmd.phone_number_id, cmd.to, cmd.payload)
+            wamid = await deps.graph.send(number, cmd.to, cmd.payload)
     except PermanentSendError as exc:
         await deps.store.append(
             stream,
             [
                 NewEvent(
-                    "SendFailed",
-                    {
-                        "status": exc.status,
-                        "code": exc.code,
-                        "title": exc.title,
-                        "conversation_id": cmd.conversation_id,
-                        "seq": cmd.seq,
-                    },
-                    meta,
+                    SendFailed(
+                        status=exc.status,
+                        code=exc.code,
+                        title=exc.title,
+                        conversation_id=cmd.conversation_id,
+                        seq=cmd.seq,
+                    ),
+                    metadata=meta,
                 )
             ],
             expected_version=version,
@@ -97,30 +106,25 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
             stream,
             [
                 NewEvent(
-                    "SendAttemptFailed",
-                    {
-                        "attempt": attempt,
-                        "error": f"{type(exc).__name__}: {exc}"[:500],
-                    },
-                    meta,
+                    SendAttemptFailed(attempt=attempt, error=f"{type(exc).__name__}: {exc}"[:500]),
+                    metadata=meta,
                 )
             ],
             expected_version=version,
         )
         raise
-    succeeded = NewEvent("SendSucceeded", {"wamid": wamid}, meta)
+    succeeded = NewEvent(SendSucceeded(wamid=wamid), metadata=meta)
     sent = NewEvent(
-        "MessageSent",
-        {
-            "wamid": wamid,
-            "command_id": cmd.command_id,
-            "conversation_id": cmd.conversation_id,
-            "phone_number_id": cmd.phone_number_id,
-            "seq": cmd.seq,
-            "payload": cmd.payload,
-            "dry_run": deps.graph is None,
-        },
-        meta,
+        MessageSent(
+            wamid=wamid,
+            command_id=cmd.command_id,
+            conversation_id=cmd.conversation_id,
+            phone_number_id=cmd.phone_number_id,
+            seq=cmd.seq,
+            payload=cmd.payload,
+            dry_run=dry_run,
+        ),
+        metadata=meta,
     )
     while True:
         try:
@@ -149,9 +153,8 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
 
 def _send_started(cmd: SendMessage, attempt: int, meta: dict[str, Any]) -> NewEvent:
     return NewEvent(
-        "SendStarted",
-        {"attempt": attempt, "conversation_id": cmd.conversation_id, "seq": cmd.seq},
-        meta,
+        SendStarted(attempt=attempt, conversation_id=cmd.conversation_id, seq=cmd.seq),
+        metadata=meta,
     )
 
 
@@ -161,27 +164,27 @@ async def _resume(
     """A redelivered command: nothing to do when its send finished; otherwise start the next
     attempt, recording first that the last one was interrupted when it never ended."""
     history = await deps.store.read_stream(stream)
-    types = [e.type for e in history]
-    if DONE.intersection(types):
+    if any(isinstance(e.event, SendSucceeded | SendFailed) for e in history):
         return None
-    attempt = types.count("SendStarted") + 1
+    attempt = sum(isinstance(e.event, SendStarted) for e in history) + 1
     events = [_send_started(cmd, attempt, meta)]
-    if types[-1] == "SendStarted":
+    if isinstance(history[-1].event, SendStarted):
         metrics.uncertain_sends.inc()
         log.warning(
             "send interrupted by a crash; sending again",
             extra={"fields": {"command_id": cmd.command_id}},
         )
-        events.insert(0, NewEvent("SendInterrupted", {"attempt": attempt - 1}, meta))
+        events.insert(0, NewEvent(SendInterrupted(attempt=attempt - 1), metadata=meta))
     appended = await deps.store.append(stream, events, expected_version=history[-1].version)
     return appended[-1].stream_version, attempt
 
 
 async def mark_read(cmd: MarkRead, ctx: Context, deps: Deps) -> list[Publish]:
-    if deps.graph is None:
+    number = await deps.directory.number(cmd.phone_number_id)
+    if number is None or not number.access_token:
         return []
     try:
-        await deps.graph.mark_read(cmd.phone_number_id, cmd.wamid)
+        await deps.graph.mark_read(number, cmd.wamid)
     except Exception as exc:
         # Cosmetic (blue ticks, typing indicator): logged and counted, never blocks replies.
         metrics.replies_sent.labels("mark_read_failed", "").inc()
@@ -192,25 +195,18 @@ async def mark_read(cmd: MarkRead, ctx: Context, deps: Deps) -> list[Publish]:
 async def track_status(cmd: StatusUpdate, ctx: Context, deps: Deps) -> list[Publish]:
     stream = message_stream(cmd.wamid)
     events = await deps.store.read_stream(stream)
-    life = fold(events)
+    life = fold([e.event for e in events])
     if not events or not life.advanced:
         return []
     metrics.lifecycle_changes.labels(life.status).inc()
+    changed = LifecycleChanged(
+        wamid=cmd.wamid,
+        status=life.status,
+        previous=life.recorded,
+        errors=life.errors,
+        conversation_id=life.conversation_id or cmd.conversation_id,
+    )
     await deps.store.append(
-        stream,
-        [
-            NewEvent(
-                "LifecycleChanged",
-                {
-                    "wamid": cmd.wamid,
-                    "status": life.status,
-                    "previous": life.recorded,
-                    "errors": life.errors,
-                    "conversation_id": life.conversation_id or cmd.conversation_id,
-                },
-                ctx.metadata(),
-            )
-        ],
-        expected_version=events[-1].version,
+        stream, [NewEvent(changed, metadata=ctx.metadata())], expected_version=events[-1].version
     )
     return []

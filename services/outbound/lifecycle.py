@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.eventstore import RecordedEvent
+from shared.events.dedup import StatusReceived
+from shared.events.outbound import LifecycleChanged, MessageSent
+from shared.eventstore import Event
 
 RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
 
@@ -26,22 +28,22 @@ class Lifecycle:
         return self.status != self.recorded
 
 
-def fold(events: list[RecordedEvent]) -> Lifecycle:
+def fold(events: list[Event]) -> Lifecycle:
     life = Lifecycle()
     for event in events:
-        data = event.data
-        if event.type == "MessageSent":
-            life.conversation_id = data.get("conversation_id", life.conversation_id)
-            _advance(life, "accepted")
-        elif event.type == "StatusReceived":
-            life.conversation_id = life.conversation_id or data.get("conversation_id", "")
-            if data.get("status") == "failed":
+        match event:
+            case MessageSent():
+                life.conversation_id = event.conversation_id or life.conversation_id
+                _advance(life, "accepted")
+            case StatusReceived(status="failed"):
+                life.conversation_id = life.conversation_id or event.conversation_id
                 life.status = "failed"
-                life.errors.extend(data.get("errors") or [])
-            else:
-                _advance(life, str(data.get("status")))
-        elif event.type == "LifecycleChanged":
-            life.recorded = data["status"]
+                life.errors.extend(event.errors)
+            case StatusReceived():
+                life.conversation_id = life.conversation_id or event.conversation_id
+                _advance(life, event.status)
+            case LifecycleChanged():
+                life.recorded = event.status
     return life
 
 

@@ -8,7 +8,6 @@ PostgreSQL only: its source is the event store and its queue is the deliveries t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import replace
 from datetime import timedelta
@@ -19,33 +18,20 @@ from aiohttp.resolver import ThreadedResolver
 from services.webhook_relay import gauges, service
 from services.webhook_relay.admin import setup_admin
 from services.webhook_relay.dispatcher import Dispatcher
-from services.webhook_relay.fanout import Subscription
-from services.webhook_relay.leader import Leadership
+from services.webhook_relay.fanout import FanOut
 from services.webhook_relay.schedule import Policy, parse_schedule
 from services.webhook_relay.sender import Sender, make_session
 from services.webhook_relay.service import Deps
 from services.webhook_relay.ssrf import UrlPolicy
-from services.webhook_relay.store import RelayStore
-from shared.config import load_settings
-from shared.eventstore.postgres import PostgresEventStore, create_pool
-from shared.observability.logging import configure_logging
-from shared.observability.tracing import configure_tracing, shutdown_tracing
-from shared.runtime import (
-    connect_with_retry,
-    metrics_view,
-    run_process,
-    serve,
-    wait_for_signal,
-)
+from services.webhook_relay.store import SUBSCRIPTION, RelayStore
+from shared.directory import Directory
+from shared.eventstore.leadership import Leadership
+from shared.eventstore.subscription import Subscription
+from shared.runtime import Infra, Parts, run_service, session_dsn
 
 log = logging.getLogger("webhook_relay")
 POOL_SIZE = 4
 STOP_GRACE = 5.0  # below the 10 s `make down` waits before SIGKILL
-
-
-def _named(dsn: str) -> str:
-    """Tag the relay's database sessions (pg_stat_activity shows who is who)."""
-    return dsn + ("&" if "?" in dsn else "?") + "application_name=webhook_relay"
 
 
 class Current:
@@ -54,8 +40,8 @@ class Current:
     deps: Deps | None = None
 
 
-async def main() -> None:
-    settings = load_settings()
+async def build(infra: Infra) -> Parts:
+    settings = infra.settings
     if not settings.admin_token:
         log.warning("ADMIN_TOKEN is not set: relaying, but the admin API is refused")
     url_policy = UrlPolicy.from_settings(
@@ -66,28 +52,33 @@ async def main() -> None:
         jitter=settings.webhook_retry_jitter,
         max_pause=settings.webhook_max_pause,
     )
-    dsn = _named(settings.database_url)
-    # Small: a delivery holds a connection only for its short queries, never across the HTTP
-    # call, and every stack shares the database server's connection limit.
-    pool = await connect_with_retry(
-        "database", lambda: create_pool(dsn, min_size=1, max_size=POOL_SIZE)
-    )
+    # The runtime's pool is small (POOL_SIZE): a delivery holds a connection only for its
+    # short queries, never across the HTTP call, and every stack shares the database
+    # server's connection limit.
+    pool = infra.pool
     relay = RelayStore(pool)
-    events = PostgresEventStore(pool)
+    events = infra.store
     session = make_session(url_policy)
+    infra.closers.append(session.close)
     sender = Sender(session, url_policy, settings.webhook_timeout)
+    # Whose events are whose (a number's business), kept fresh like every service's copy.
+    directory = Directory(settings, pool)
+    await directory.start()
+    infra.closers.append(directory.stop)
     base = Deps(
         relay=relay,
         events=events,
         policy=url_policy,
         resolver=ThreadedResolver(),
         secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
+        directory=directory,
     )
     current = Current()
 
     async def active() -> None:
         """The relay's work while this process holds the lock; rebuilt from the database
         every time it (re)gains it."""
+        log.info("active relay")
         deps = base
 
         async def on_gone(endpoint_id: str, reason: str) -> None:
@@ -105,7 +96,11 @@ async def main() -> None:
         )
         deps = replace(base, dispatcher=dispatcher)
         subscription = Subscription(
-            events, relay, dispatcher.enqueued, settings.webhook_poll_interval
+            SUBSCRIPTION,
+            FanOut(relay, dispatcher.enqueued, directory=directory),
+            pool,
+            poll_interval=settings.webhook_poll_interval,
+            mapper=events.mapper,
         )
         dispatching = asyncio.create_task(dispatcher.run())
         measuring = asyncio.create_task(gauges.run(pool))
@@ -113,7 +108,7 @@ async def main() -> None:
         try:
             await dispatcher.loaded.wait()
             current.deps = deps
-            following = asyncio.create_task(subscription.run())
+            following = asyncio.create_task(subscription.follow())
             await asyncio.gather(dispatching, following)
         finally:
             current.deps = None
@@ -122,41 +117,20 @@ async def main() -> None:
                     task.cancel()
             await dispatcher.stop(STOP_GRACE)
 
-    leadership = Leadership(dsn, active)
+    # One active relay: the subscription's lock also guards the dispatcher, so a standby
+    # neither reads the log nor sends. The lock's own session carries the pool's name.
+    dsn = session_dsn(settings.database_url, "webhook_relay")
+    leadership = Leadership(dsn, SUBSCRIPTION, active)
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def readyz(_: web.Request) -> web.Response:
-        if current.deps is None:
-            return web.Response(status=503, text=leadership.reason)
-        try:
-            async with pool.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1", timeout=2)
-        except Exception as exc:
-            return web.Response(status=503, text=f"database unreachable: {type(exc).__name__}")
-        return web.Response(text="ok")
+    async def leading() -> tuple[bool, str]:
+        # A standby answers 503 with why (another relay holds the lock, lost the database).
+        return current.deps is not None, leadership.reason
 
     app = web.Application(client_max_size=64 * 1024)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
     setup_admin(app, lambda: current.deps, settings.admin_token)
-    runner = await serve(app, settings.webhook_relay_port)
-    leading = asyncio.create_task(leadership.run())
-    log.info("started", extra={"fields": {"port": settings.webhook_relay_port}})
-    await wait_for_signal()
-    log.info("stopping")
-    leading.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await leading
-    await runner.cleanup()
-    await session.close()
-    await pool.close()
-    shutdown_tracing()
+    return Parts(app=app, tasks=[leadership.run], ready=[leading])
 
 
 if __name__ == "__main__":
-    configure_logging("webhook_relay", load_settings().log_level)
-    configure_tracing("webhook_relay")
-    run_process(main())
+    # PostgreSQL only: its source is the event store and its queue is the deliveries table.
+    run_service("webhook_relay", build, broker=False, pool_size=(1, POOL_SIZE))

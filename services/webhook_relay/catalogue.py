@@ -16,7 +16,12 @@ from typing import Any
 
 import msgspec
 
-from shared.eventstore import RecordedEvent
+from shared.events.business import ContactErased
+from shared.events.conversation import BotReplied, FlowCompleted, TurnFailed
+from shared.events.dedup import ChangeReceived, MessageReceived
+from shared.events.media import MediaFailed, MediaStored, MediaTranscribed
+from shared.events.outbound import LifecycleChanged, MessageSent, SendFailed
+from shared.eventstore import RecordedEvent, Unrecognised, stream_id
 
 SCHEMA_VERSION = 1
 _encode = msgspec.json.Encoder().encode
@@ -52,113 +57,163 @@ class Mapping:
     build: DataBuilder
 
 
-def _suffix(stream: str) -> str:
-    return stream.split("-", 1)[1] if "-" in stream else stream
-
-
 def _conversation(e: RecordedEvent) -> str:
-    """Conversation id from the data, else from a stream named after the conversation."""
-    cid = e.data.get("conversation_id")
+    """Conversation id from the event, else from a stream named after the conversation."""
+    cid = getattr(e.event, "conversation_id", "")
     if cid:
         return str(cid)
     if e.stream.startswith(("conversation-", "inbox-")):
-        return _suffix(e.stream)
+        return stream_id(e.stream)
     return ""
 
 
-def _pick(data: dict[str, Any], *names: str) -> dict[str, Any]:
-    return {name: data.get(name) for name in names}
-
-
 def _message_received(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, MessageReceived)
     return {
         "conversation_id": _conversation(e),
         "sequence": e.version,
-        **_pick(d, "wamid", "phone_number_id", "display_phone_number", "waba_id"),
-        "customer": d.get("customer"),
-        "customer_name": d.get("customer_name"),
-        "message_type": d.get("type"),
-        "timestamp": d.get("timestamp"),
-        "message": d.get("message"),
+        "wamid": d.wamid,
+        "phone_number_id": d.phone_number_id,
+        "display_phone_number": d.display_phone_number,
+        "waba_id": d.waba_id,
+        "customer": d.customer,
+        "customer_name": d.customer_name,
+        "message_type": d.type,
+        "timestamp": d.timestamp,
+        "message": d.message,
     }
 
 
 def _reply(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, BotReplied)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        **_pick(d, "text", "in_reply_to", "responder", "command_id"),
+        "sequence": d.seq,
+        "text": d.text,
+        "in_reply_to": d.in_reply_to,
+        "responder": d.responder,
+        "command_id": d.command_id,
     }
 
 
 def _sent(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, MessageSent)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        **_pick(d, "wamid", "phone_number_id", "command_id", "payload", "dry_run"),
+        "sequence": d.seq,
+        "wamid": d.wamid,
+        "phone_number_id": d.phone_number_id,
+        "command_id": d.command_id,
+        "payload": d.payload,
+        "dry_run": d.dry_run,
     }
 
 
 def _status(e: RecordedEvent) -> dict[str, Any]:
+    d = e.event
+    assert isinstance(d, LifecycleChanged)
     return {
         "conversation_id": _conversation(e),
-        **_pick(e.data, "wamid", "status", "previous", "errors"),
+        "wamid": d.wamid,
+        "status": d.status,
+        "previous": d.previous,
+        "errors": d.errors,
     }
 
 
 def _send_failed(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, SendFailed)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        "command_id": _suffix(e.stream),
-        "http_status": d.get("status"),
-        **_pick(d, "code", "title"),
+        "sequence": d.seq,
+        "command_id": stream_id(e.stream),
+        "http_status": d.status,
+        "code": d.code,
+        "title": d.title,
     }
 
 
 def _turn_failed(e: RecordedEvent) -> dict[str, Any]:
+    d = e.event
+    assert isinstance(d, TurnFailed)
+    return {"conversation_id": _conversation(e), "sequence": d.seq, "error": d.error}
+
+
+def _flow_completed(e: RecordedEvent) -> dict[str, Any]:
+    d = e.event
+    assert isinstance(d, FlowCompleted)
+    cid = _conversation(e)
+    number, _, customer = cid.partition(".")
     return {
-        "conversation_id": _conversation(e),
-        "sequence": e.data.get("seq"),
-        "error": e.data.get("error"),
+        "conversation_id": cid,
+        "sequence": d.seq,
+        "phone_number_id": number,
+        "customer": customer,
+        "name": d.name,
+        "flow": d.flow,
+        "slots": dict(d.slots),
     }
 
 
 def _account_change(e: RecordedEvent) -> dict[str, Any]:
-    return _pick(e.data, "waba_id", "field", "value")
+    d = e.event
+    assert isinstance(d, ChangeReceived)
+    return {"waba_id": d.waba_id, "field": d.field, "value": d.value}
 
 
 def _media_stored(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, MediaStored)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        **_pick(d, "wamid", "kind", "media_id", "mime_type", "size", "sha256", "caption"),
-        "filename": d.get("filename"),
-        "voice": d.get("voice"),
+        "sequence": d.seq,
+        "wamid": d.wamid,
+        "kind": d.kind,
+        "media_id": d.media_id,
+        "mime_type": d.mime_type,
+        "size": d.size,
+        "sha256": d.sha256,
+        "caption": d.caption,
+        "filename": d.filename,
+        "voice": d.voice,
     }
 
 
 def _media_transcribed(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, MediaTranscribed)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        **_pick(d, "wamid", "available", "text"),
+        "sequence": d.seq,
+        "wamid": d.wamid,
+        "available": d.available,
+        "text": d.text,
     }
 
 
 def _media_failed(e: RecordedEvent) -> dict[str, Any]:
-    d = e.data
+    d = e.event
+    assert isinstance(d, MediaFailed)
     return {
         "conversation_id": _conversation(e),
-        "sequence": d.get("seq"),
-        **_pick(d, "wamid", "kind", "media_id", "stage", "reason", "attempts"),
+        "sequence": d.seq,
+        "wamid": d.wamid,
+        "kind": d.kind,
+        "media_id": d.media_id,
+        "stage": d.stage,
+        "reason": d.reason,
+        "attempts": d.attempts,
     }
+
+
+def _contact_erased(e: RecordedEvent) -> dict[str, Any]:
+    d = e.event
+    assert isinstance(d, ContactErased)
+    return {"contact_id": d.contact_id, "erasure_id": d.erasure_id, "reason": d.reason}
 
 
 MAPPINGS: tuple[Mapping, ...] = (
@@ -194,6 +249,12 @@ MAPPINGS: tuple[Mapping, ...] = (
         _turn_failed,
     ),
     Mapping(
+        "flow.completed",
+        "FlowCompleted",
+        "A bot flow ended with an `emit` action: its name and the slots it collected.",
+        _flow_completed,
+    ),
+    Mapping(
         "account.change",
         "ChangeReceived",
         "Any other change Meta reported for the business account (templates, calls, ...).",
@@ -209,6 +270,12 @@ MAPPINGS: tuple[Mapping, ...] = (
     Mapping(
         "media.failed", "MediaFailed", "A customer's media file could not be kept.", _media_failed
     ),
+    Mapping(
+        "contact.erased",
+        "ContactErased",
+        "A contact was erased (GDPR): forget them too. Their id only, never their number.",
+        _contact_erased,
+    ),
 )
 
 BY_SOURCE: dict[str, Mapping] = {m.source: m for m in MAPPINGS}
@@ -221,6 +288,7 @@ def needs_conversation(event: RecordedEvent) -> bool:
     mapping = BY_SOURCE.get(event.type)
     return (
         mapping is not None
+        and not isinstance(event.event, Unrecognised)
         and "conversation_id" in mapping.build(event)
         and not (_conversation(event))
     )
@@ -229,8 +297,8 @@ def needs_conversation(event: RecordedEvent) -> bool:
 def to_public(event: RecordedEvent, conversation: str | None = None) -> PublicEvent | None:
     """`conversation`: the conversation id found elsewhere, for events that lack it."""
     mapping = BY_SOURCE.get(event.type)
-    if mapping is None:
-        return None
+    if mapping is None or isinstance(event.event, Unrecognised):
+        return None  # not in the catalogue, or a row that does not read back (counted)
     data = mapping.build(event)
     if conversation and "conversation_id" in data and not data["conversation_id"]:
         data["conversation_id"] = conversation

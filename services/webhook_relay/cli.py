@@ -1,7 +1,8 @@
-"""`python -m shared.cli endpoints ...`: the admin API from the command line.
+"""`python -m ops endpoints ...`: the admin API from the command line.
 
-Talks to the relay at --relay (default http://127.0.0.1:$WEBHOOK_RELAY_PORT) with the
-ADMIN_TOKEN from the environment or .env. Prints JSON.
+Talks to the relay at --relay (default: this machine's, at BIND_ADDRESS and
+WEBHOOK_RELAY_PORT) with the ADMIN_TOKEN from the environment or ENV_FILE, for every
+business or, with --business, one (decision 0008). Prints JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def add_parser(sub: Any, settings_loader: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--relay", help="admin API base URL (default: the local relay)")
+    parser.add_argument(
+        "--business",
+        help="act for this business only: its endpoints, deliveries and replays; what it "
+        "creates is its own (default: every business's; creates for the default business)",
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("list")
     actions.add_parser("event-types")
@@ -77,8 +83,8 @@ def add_parser(sub: Any, settings_loader: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    base = args.relay or f"http://127.0.0.1:{settings.webhook_relay_port}"
-    client = AdminClient(base, settings.admin_token)
+    base = args.relay or settings.url_of("webhook_relay")
+    client = AdminClient(base, settings.admin_token, business=args.business)
     try:
         result = _call(client, args)
     except AdminError as exc:

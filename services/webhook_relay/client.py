@@ -17,10 +17,13 @@ class AdminError(Exception):
 
 
 class AdminClient:
-    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: str, timeout: float = 30.0, business: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.business = business  # scope every request to this business (X-Business-Id)
 
     def request(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
@@ -30,6 +33,8 @@ class AdminClient:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self.token}"}
+        if self.business is not None:
+            headers["X-Business-Id"] = self.business
         if data is not None:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, headers=headers, method=method)

@@ -1,25 +1,24 @@
-"""The subscription: read the event store in order, turn each catalogue event into one delivery
-per interested endpoint, and move the checkpoint in the same transaction.
+"""The fan-out: turn each catalogue event into one delivery per interested endpoint.
 
-It reads with `read_all(after=checkpoint)`, which never passes a row that commits later, and
-polls: the poll is the source of truth, nothing depends on a notification arriving.
+The relay follows the event store with the shared subscription runner
+(`shared.eventstore.subscription`, name `webhook-relay`, over `read_all`): the runner reads in
+order, never passes a row that commits later, polls, and moves the checkpoint in the same
+transaction as the deliveries `FanOut` inserts.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from services.webhook_relay import metrics
 from services.webhook_relay.catalogue import needs_conversation, to_public
-from services.webhook_relay.domain import Endpoint
+from services.webhook_relay.domain import DEFAULT_BUSINESS, Endpoint
+from services.webhook_relay.owner import Directory, owners_of
 from services.webhook_relay.store import Head, NewDelivery, RelayStore, delivery_id_for, utcnow
 from shared.eventstore import EventStore, RecordedEvent
-
-log = logging.getLogger("webhook_relay.fanout")
+from shared.eventstore.subscription import Batch
 
 
 async def conversations_of(events: list[RecordedEvent], store: EventStore) -> dict[str, str]:
@@ -30,8 +29,9 @@ async def conversations_of(events: list[RecordedEvent], store: EventStore) -> di
         if event.stream in found or not needs_conversation(event):
             continue
         for earlier in await store.read_stream(event.stream):
-            if earlier.data.get("conversation_id"):
-                found[event.stream] = str(earlier.data["conversation_id"])
+            cid = getattr(earlier.event, "conversation_id", "")
+            if cid:
+                found[event.stream] = str(cid)
                 break
     return found
 
@@ -41,17 +41,25 @@ def deliveries_for(
     endpoints: list[Endpoint],
     only_after_creation: bool = True,
     conversations: dict[str, str] | None = None,
+    owners: Mapping[uuid.UUID, str | None] | None = None,
 ) -> list[NewDelivery]:
-    """Pure. An endpoint gets the catalogue events it subscribed to; from the live
-    subscription only those recorded since it was created (older ones: replay since a time).
-    `conversations`: from `conversations_of`, for events that do not carry their own."""
+    """Pure. An endpoint gets the catalogue events of its business it subscribed to; from
+    the live subscription only those recorded since it was created (older ones: replay since
+    a time). `conversations`: from `conversations_of`, for events that do not carry their
+    own; `owners`: each event's business, from `owners_of` (absent: every event is the
+    default business's; an event missing from it or None: nobody's, sent nowhere)."""
     rows: list[NewDelivery] = []
     for event in events:
         public = to_public(event, (conversations or {}).get(event.stream))
         if public is None:
             continue
+        owner = DEFAULT_BUSINESS if owners is None else owners.get(event.id)
+        if owner is None:
+            continue
         body: str | None = None
         for endpoint in endpoints:
+            if endpoint.business_id != owner:
+                continue
             if not endpoint.enabled or endpoint.deleted or not endpoint.wants(public.type):
                 continue
             if (
@@ -76,58 +84,40 @@ def deliveries_for(
     return rows
 
 
-class Subscription:
+class FanOut:
+    """The relay's subscriber (shared/eventstore/subscription.py): one delivery per interested
+    endpoint for each catalogue event, inserted in the batch's transaction, so the deliveries
+    and the checkpoint commit together. Delivery ids are deterministic, so a batch read again
+    inserts nothing twice."""
+
     def __init__(
         self,
-        events: EventStore,
         relay: RelayStore,
         on_enqueued: Callable[[list[Head]], None],
-        poll_interval: float,
-        batch_size: int = 500,
         now: Callable[[], datetime] = utcnow,
+        directory: Directory | None = None,
     ) -> None:
-        self.events = events
         self.relay = relay
         self.on_enqueued = on_enqueued
-        self.poll_interval = poll_interval
-        self.batch_size = batch_size
         self.now = now
-        self.caught_up = asyncio.Event()
+        self.directory = directory  # None: every event is the default business's
 
-    async def step(self) -> int:
-        """One batch: returns how many events were read (0 when caught up)."""
-        position = await self.relay.checkpoint()
-        events = await self.events.read_all(after=position, limit=self.batch_size)
-        if not events:
-            self.caught_up.set()
-            metrics.subscription_lag.set(0)
-            return 0
-        endpoints = await self.relay.list_endpoints(enabled_only=True)
+    async def __call__(self, batch: Batch) -> None:
+        endpoints = await self.relay.list_endpoints(enabled_only=True, conn=batch.conn)
+        if not endpoints:
+            return  # nobody to send to: no lookups (the checkpoint moves all the same)
+        conversations = await conversations_of(batch.events, batch.store)
         rows = deliveries_for(
-            events, endpoints, conversations=await conversations_of(events, self.events)
+            batch.events,
+            endpoints,
+            conversations=conversations,
+            owners=await owners_of(batch.events, self.directory, conversations),
         )
-        heads = await self.relay.fan_out(rows, events[-1].position, self.now())
-        metrics.events_read.inc(len(events))
+        heads = await self.relay.enqueue(batch.conn, rows, self.now())
+        # The dispatcher hears of them only once they are committed.
+        batch.on_commit(lambda: self._enqueued(heads))
+
+    def _enqueued(self, heads: list[Head]) -> None:
         metrics.deliveries_enqueued.inc(len(heads))
-        last = events[-1].recorded_at
-        metrics.subscription_lag.set(max(0.0, time.time() - last.timestamp()))
         if heads:
             self.on_enqueued(heads)
-        return len(events)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                read = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Database away or a bad moment: nothing was committed, read the batch again.
-                log.warning(
-                    "subscription step failed; retrying",
-                    extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:300]}},
-                )
-                await asyncio.sleep(1.0)
-                continue
-            if read < self.batch_size:
-                await asyncio.sleep(self.poll_interval)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-events_read = Counter("webhook_relay_events_read_total", "Events read from the event store")
+# The subscription's own lag, events handled and leadership are the shared runner's metrics:
+# subscription_lag_seconds, subscription_events_processed_total and subscription_leader,
+# with subscription="webhook-relay".
 deliveries_enqueued = Counter(
     "webhook_relay_deliveries_enqueued_total", "Deliveries created by the subscription"
-)
-subscription_lag = Gauge(
-    "webhook_relay_subscription_lag_seconds",
-    "Age of the last event the subscription handled (0 when caught up)",
 )
 attempts = Counter(
     "webhook_relay_attempts_total",
@@ -33,7 +31,6 @@ endpoint_paused = Gauge(
     "1 while an endpoint is paused (throttled, breaker open or disabled)",
     ["endpoint"],
 )
-leader = Gauge("webhook_relay_leader", "1 when this process is the active relay")
 # Refreshed from the database every few seconds by the active relay (dashboard and alerts).
 endpoints = Gauge("webhook_relay_endpoints", "Registered endpoints by state", ["state"])
 backlog = Gauge("webhook_relay_backlog", "Deliveries waiting (pending) per endpoint", ["endpoint"])

@@ -1,9 +1,11 @@
 """One delivery attempt over HTTP: sign, POST, classify. Never raises for what the endpoint
 answers; every answer (or its absence) becomes an `Outcome`.
 
-The session's connector resolves names through `SafeResolver`, so the address connected to is
-the one just checked. Redirects are not followed (a 3xx is a failure, and following it could
-lead anywhere).
+The URL is parsed once, by the policy, and the resulting `yarl.URL` is what aiohttp gets: the
+host checked is the host connected to. The session's connector resolves names through
+`SafeResolver` (the address connected to is the one just checked) and makes its sockets
+through `guarded_socket_factory` (each address is checked again right before `connect()`).
+Redirects are not followed (a 3xx is a failure, and following it could lead anywhere).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from aiohttp.abc import AbstractResolver
 from services.webhook_relay.domain import Endpoint
 from services.webhook_relay.schedule import Outcome, parse_retry_after
 from services.webhook_relay.signing import signature_header
-from services.webhook_relay.ssrf import SafeResolver, UnsafeAddress, UnsafeUrl, UrlPolicy
+from services.webhook_relay.ssrf import (
+    SafeResolver,
+    UnsafeUrl,
+    UrlPolicy,
+    guarded_socket_factory,
+    unsafe_cause,
+)
 
 USER_AGENT = "whatsapp-bot-webhook-relay/1"
 ERROR_EXCERPT = 300
@@ -27,6 +35,7 @@ def make_session(policy: UrlPolicy, dns: AbstractResolver | None = None) -> aioh
     """`dns`: the resolver asked before the policy checks its answers (tests pass a table)."""
     connector = aiohttp.TCPConnector(
         resolver=SafeResolver(policy, dns),
+        socket_factory=guarded_socket_factory(policy),
         use_dns_cache=False,  # every new connection resolves and checks again
         limit=0,  # concurrency is bounded per endpoint by the dispatcher, not here
         limit_per_host=0,
@@ -35,6 +44,8 @@ def make_session(policy: UrlPolicy, dns: AbstractResolver | None = None) -> aioh
 
 
 class Sender:
+    """Posts one delivery; `send` never raises for anything the endpoint or its URL does."""
+
     def __init__(self, session: aiohttp.ClientSession, policy: UrlPolicy, timeout: float) -> None:
         self.session = session
         self.policy = policy
@@ -47,8 +58,8 @@ class Sender:
         started = time.perf_counter()
         moment = now or datetime.now(UTC)
         try:
-            # The literal-address and scheme checks; names are checked by the resolver.
-            self.policy.check_url(endpoint.url)
+            # The form, scheme and literal-address checks; names are checked by the resolver.
+            target = self.policy.check_url(endpoint.url)
         except UnsafeUrl as exc:
             return Outcome(None, f"refused: {exc}")
         raw = body.encode()
@@ -64,7 +75,7 @@ class Sender:
         }
         try:
             async with self.session.post(
-                endpoint.url,
+                target.url,  # the parsed URL that was checked, not the text again
                 data=raw,
                 headers=headers,
                 timeout=self.timeout,
@@ -76,8 +87,9 @@ class Sender:
         except TimeoutError:
             return Outcome(None, f"timeout after {self._timeout_s:g}s", None, _since(started))
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, UnsafeAddress):
-                return Outcome(None, f"refused: {exc.os_error}", None, _since(started))
+            refused = unsafe_cause(exc)
+            if refused is not None:
+                return Outcome(None, f"refused: {refused}", None, _since(started))
             return Outcome(None, f"connection failed: {exc.os_error}", None, _since(started))
         except aiohttp.ClientError as exc:
             return Outcome(

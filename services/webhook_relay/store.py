@@ -1,9 +1,10 @@
-"""PostgreSQL adapter of the relay: endpoints, the subscription checkpoint, deliveries.
+"""PostgreSQL adapter of the relay: endpoints, deliveries, and a view of its checkpoint.
 
 Endpoint changes append to the event store and update the `webhook_endpoints` projection in
-one transaction. The fan-out inserts a batch of deliveries and moves the checkpoint in one
-transaction, so a crash either keeps both or neither; delivery ids are deterministic, so a
-batch read again after a crash inserts nothing twice.
+one transaction. The fan-out inserts a batch of deliveries inside the subscription runner's
+transaction, which also moves the checkpoint (`subscription_checkpoints`, name
+`webhook-relay`), so a crash either keeps both or neither; delivery ids are deterministic, so
+a batch read again after a crash inserts nothing twice.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 import asyncpg
 
-from services.webhook_relay.domain import Endpoint, Secret, endpoint_stream
-from shared.eventstore import START, NewEvent, Position
+from services.webhook_relay.domain import Endpoint, Secret
+from shared.events.webhook_relay import endpoint_stream
+from shared.eventstore import NewEvent, Position
 from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.subscription import checkpoint
 
 DELIVERY_NAMESPACE = uuid.UUID("8f0c5a1e-7d3b-4b8e-9a63-2f1e4c7d9b05")
-SUBSCRIPTION = "webhook-relay"
+SUBSCRIPTION = "webhook-relay"  # the subscription's name: its checkpoint and its lock
 
 
 def delivery_id_for(endpoint_id: str, event_id: str) -> str:
@@ -111,6 +114,8 @@ def _head(row: asyncpg.Record) -> Head:
     )
 
 
+# The endpoints of business $n, deleted ones included (their deliveries stay its own).
+_OF_BUSINESS = "(SELECT endpoint_id FROM webhook_endpoints WHERE business_id = ${n})"
 _DELIVERY_COLUMNS = (
     "delivery_id, endpoint_id, event_id, event_type, order_key, body, state, attempts, failures,"
     " next_attempt_at, first_attempt_at, last_attempt_at, last_status, last_error, replays,"
@@ -144,6 +149,7 @@ def _endpoint(row: asyncpg.Record) -> Endpoint:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deleted=row["deleted"],
+        business_id=row["business_id"],
     )
 
 
@@ -193,11 +199,20 @@ class RelayStore:
         )
         return _endpoint(row) if row else None
 
-    async def list_endpoints(self, enabled_only: bool = False) -> list[Endpoint]:
-        rows = await self.pool.fetch(
+    async def list_endpoints(
+        self,
+        enabled_only: bool = False,
+        conn: asyncpg.Connection | None = None,
+        business_id: str | None = None,
+    ) -> list[Endpoint]:
+        """Every endpoint, or a business's (`business_id`)."""
+        args = [] if business_id is None else [business_id]
+        rows = await (conn or self.pool).fetch(
             "SELECT * FROM webhook_endpoints WHERE NOT deleted"
             + (" AND enabled" if enabled_only else "")
-            + " ORDER BY created_at, endpoint_id"
+            + (" AND business_id = $1" if business_id is not None else "")
+            + " ORDER BY created_at, endpoint_id",
+            *args,
         )
         return [_endpoint(r) for r in rows]
 
@@ -216,8 +231,9 @@ class RelayStore:
             await conn.execute(
                 """
                 INSERT INTO webhook_endpoints (endpoint_id, url, description, event_types,
-                    enabled, disabled_reason, secrets, version, created_at, updated_at, deleted)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    enabled, disabled_reason, secrets, version, created_at, updated_at, deleted,
+                    business_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                 ON CONFLICT (endpoint_id) DO UPDATE SET url = $2, description = $3,
                     event_types = $4, enabled = $5, disabled_reason = $6, secrets = $7,
                     version = $8, updated_at = $10, deleted = $11
@@ -233,6 +249,7 @@ class RelayStore:
                 endpoint.created_at,
                 endpoint.updated_at,
                 endpoint.deleted,
+                endpoint.business_id,  # set at creation, never changed
             )
             if endpoint.deleted:
                 # Nothing more will be sent there; the rows stay for the record.
@@ -259,41 +276,21 @@ class RelayStore:
     # --- subscription ---------------------------------------------------------------------
 
     async def checkpoint(self, name: str = SUBSCRIPTION) -> Position:
-        row = await self.pool.fetchrow(
-            "SELECT transaction_id, global_position FROM webhook_relay_checkpoints WHERE name = $1",
-            name,
-        )
-        return Position(row["transaction_id"], row["global_position"]) if row else START
+        """Where the relay's subscription has got to (replay-since stops there)."""
+        return await checkpoint(self.pool, name)
 
-    async def fan_out(
-        self, rows: list[NewDelivery], position: Position, now: datetime, name: str = SUBSCRIPTION
+    async def enqueue(
+        self, conn: asyncpg.Connection, rows: list[NewDelivery], now: datetime
     ) -> list[Head]:
-        """Enqueue deliveries and advance the checkpoint in one transaction. Returns the
-        deliveries that are new (a replayed batch returns none)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            inserted = []
-            if rows:
-                inserted = await conn.fetch(
-                    _INSERT_DELIVERIES
-                    + " ON CONFLICT (delivery_id) DO NOTHING RETURNING "
-                    + _HEAD_COLUMNS,
-                    *_delivery_arrays(rows),
-                    now,
-                )
-            await conn.execute(
-                """
-                INSERT INTO webhook_relay_checkpoints AS c (name, transaction_id,
-                    global_position, updated_at)
-                VALUES ($1, $2, $3, now())
-                ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id,
-                    global_position = EXCLUDED.global_position, updated_at = now()
-                WHERE (c.transaction_id, c.global_position)
-                    < (EXCLUDED.transaction_id, EXCLUDED.global_position)
-                """,
-                name,
-                position.transaction_id,
-                position.global_position,
-            )
+        """Insert deliveries on `conn`, inside the subscription's batch transaction. Returns
+        the deliveries that are new (a batch read again returns none)."""
+        if not rows:
+            return []
+        inserted = await conn.fetch(
+            _INSERT_DELIVERIES + " ON CONFLICT (delivery_id) DO NOTHING RETURNING " + _HEAD_COLUMNS,
+            *_delivery_arrays(rows),
+            now,
+        )
         return [_head(r) for r in inserted]
 
     async def position_at(self, since: datetime) -> Position | None:
@@ -307,10 +304,17 @@ class RelayStore:
 
     # --- deliveries -----------------------------------------------------------------------
 
-    async def delivery(self, delivery_id: str) -> Delivery | None:
+    async def delivery(self, delivery_id: str, business_id: str | None = None) -> Delivery | None:
+        """The delivery; with `business_id`, only if it went to one of that business's
+        endpoints (deleted ones too)."""
+        args: list[Any] = [delivery_id]
+        scoped = ""
+        if business_id is not None:
+            args.append(business_id)
+            scoped = " AND endpoint_id IN " + _OF_BUSINESS.format(n=2)
         row = await self.pool.fetchrow(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = $1",
-            delivery_id,
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = $1{scoped}",
+            *args,
         )
         return _delivery(row) if row else None
 
@@ -394,15 +398,30 @@ class RelayStore:
         state: str | None,
         limit: int,
         before: datetime | None = None,
+        business_id: str | None = None,
+        before_id: str | None = None,
     ) -> list[Delivery]:
-        clauses, args = [], []
+        """Newest first. `before` (and `before_id`): the page after the row created at
+        `before` (with that id); `business_id`: only its endpoints' deliveries."""
+        clauses: list[str] = []
+        args: list[Any] = []
         if endpoint_id is not None:
             args.append(endpoint_id)
             clauses.append(f"endpoint_id = ${len(args)}")
+        if business_id is not None:
+            args.append(business_id)
+            clauses.append("endpoint_id IN " + _OF_BUSINESS.format(n=len(args)))
         if state is not None:
             args.append(state)
             clauses.append(f"state = ${len(args)}")
-        if before is not None:
+        if before is not None and before_id is not None:
+            # The order is (created_at DESC, delivery_id): rows of one batch share created_at.
+            args += [before, before_id]
+            n = len(args)
+            clauses.append(
+                f"(created_at < ${n - 1} OR (created_at = ${n - 1} AND delivery_id > ${n}))"
+            )
+        elif before is not None:
             args.append(before)
             clauses.append(f"created_at < ${len(args)}")
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""

@@ -1,9 +1,10 @@
 """The plumbing every service shares: publish with confirms, consume declaratively.
 
 A service declares handlers per message type (`@service.handles(SendMessage)`); a handler is
-a plain async function that commits its effect and returns the messages to publish. The
-runtime then publishes them with confirms and only then acks: a crash anywhere before the ack
-means a redelivery, and handlers are idempotent, so nothing is lost or done twice.
+a plain async function that commits its effect and returns the messages to publish, or an
+async generator that yields them step by step (each batch published before the next step
+runs). The runtime publishes with confirms and only then acks: a crash anywhere before the
+ack means a redelivery, and handlers are idempotent, so nothing is lost or done twice.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
+import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +31,7 @@ from aio_pika.abc import (
 )
 from opentelemetry.trace import SpanKind
 
+from shared.broker.cluster import connect_cluster
 from shared.broker.topology import (
     DEAD_LETTERS,
     DeclaredStage,
@@ -38,6 +42,7 @@ from shared.broker.topology import (
     stages,
 )
 from shared.config import Settings
+from shared.crypto.personal import ErasedData
 from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics, tracing
 from shared.schemas import Message
@@ -46,6 +51,7 @@ log = logging.getLogger("bus")
 _encode = msgspec.json.Encoder().encode
 PUBLISH_TIMEOUT = 5.0
 BROKER_RETRY_DELAY = 1.0
+MAX_OUTAGE_DELAY = 30.0
 # A publish that fails like this failed because of the broker (restarting, connection or
 # channel lost, no confirm, queue full), not because of the message.
 _BROKER_FAILURES = (
@@ -54,6 +60,17 @@ _BROKER_FAILURES = (
     ConnectionError,
     TimeoutError,
 )
+
+
+MAX_ROUTING_KEY = 255  # AMQP's limit, in bytes
+
+
+def bounded_key(key: str) -> str:
+    """A routing key AMQP accepts: the key itself, or, past the limit, a digest of it (the
+    same key always gives the same digest, so the consistent hash keeps its queue)."""
+    if len(key.encode()) <= MAX_ROUTING_KEY:
+        return key
+    return "sha256." + hashlib.sha256(key.encode()).hexdigest()
 
 
 class BrokerUnavailable(RetryLater):
@@ -92,8 +109,26 @@ class Context:
 
 
 M = TypeVar("M", bound=Message)
-Handler = Callable[[Any, Context], Awaitable[list[Publish]]]
-DeadLetterHook = Callable[[Any, Context, str], Awaitable[None]]
+Q = TypeVar("Q")
+Outputs = Awaitable[list[Publish]] | AsyncIterator[list[Publish]]
+Handler = Callable[[Any, Context], Outputs]
+# Called before a message goes to the dead letters; returns what to publish first.
+DeadLetterHook = Callable[[Any, Context, str], Awaitable[list[Publish]]]
+
+
+async def batches(result: Outputs) -> AsyncIterator[list[Publish]]:
+    """A handler's outputs, batch by batch, whichever form it returns them in."""
+    if isinstance(result, AsyncIterator):
+        async with contextlib.aclosing(result):
+            async for batch in result:
+                yield batch
+    else:
+        yield await result
+
+
+async def collect(result: Outputs) -> list[Publish]:
+    """Every output of a handler (tests, and callers that publish at the end)."""
+    return [p async for batch in batches(result) for p in batch]
 
 
 class Bus:
@@ -107,7 +142,8 @@ class Bus:
         self._dead_letters: Any = None
 
     async def connect(self) -> None:
-        self.connection = await aio_pika.connect_robust(
+        # Any node of AMQP_URL that answers; the next one in turn when its node dies.
+        self.connection = await connect_cluster(
             self.settings.amqp_url, client_properties={"connection_name": "whatsapp-bot"}
         )
         self._channel = await self.connection.channel(publisher_confirms=True)  # type: ignore[assignment]
@@ -171,7 +207,7 @@ class Bus:
                 timestamp=time.time(),
             )
             try:
-                await exchange.publish(msg, routing_key=key, timeout=PUBLISH_TIMEOUT)
+                await exchange.publish(msg, routing_key=bounded_key(key), timeout=PUBLISH_TIMEOUT)
             except _BROKER_FAILURES as exc:
                 tracing.record_error(current, exc)
                 raise BrokerUnavailable(
@@ -275,6 +311,23 @@ class Service:
         return self._routes[type(message)]
 
 
+def instance_of(service: str, settings: Settings) -> tuple[int, int]:
+    """(this process's instance number, the instance count) of a service: the stack names
+    instance k `<service>-k` in SERVICE_INSTANCE and runs SCALE_<SERVICE> of them."""
+    count = max(1, settings.scale.get(service, 1))
+    instance = settings.extra.get("SERVICE_INSTANCE", "") or os.environ.get("SERVICE_INSTANCE", "")
+    _, _, suffix = instance.rpartition("-")
+    index = int(suffix) if instance.startswith(f"{service}-") and suffix.isdigit() else 1
+    return index, count
+
+
+def share_of(queues: list[Q], index: int, count: int) -> tuple[list[Q], list[Q]]:
+    """Instance `index` of `count`: its own queues (every count-th, from its number) and the
+    others, which it stands by for."""
+    own = [q for i, q in enumerate(queues) if i % count == (index - 1) % count]
+    return own, [q for q in queues if q not in own]
+
+
 def _union(types: tuple[type, ...]) -> Any:
     union: Any = types[0]
     for t in types[1:]:
@@ -293,24 +346,44 @@ class Consumer:
         self.lanes = KeyedLanes()
         self._channel: AbstractRobustChannel | None = None
         self._queues: list[Any] = []
-        self._tags: list[str] = []
+        self._consuming: list[tuple[Any, str]] = []  # (queue, consumer tag)
+        self._standby: asyncio.Task[None] | None = None
         self._watched: list[Any] = []
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop = asyncio.Event()
 
     async def start(self) -> None:
         assert self.bus.connection is not None
         self._channel = await self.bus.connection.channel()  # type: ignore[assignment]
         await self._channel.set_qos(prefetch_count=self.service.prefetch or self.settings.prefetch)
         declared = await declare_stage(self._channel, self.stage, self.settings)
-        _, dead_letters = await declare_dead_letters(self._channel)
+        _, dead_letters = await declare_dead_letters(self._channel, self.settings)
         self._queues = declared.queues  # strong references for the robust channel
         self._watched = [*declared.queues, declared.retry_queue, dead_letters]
-        self._tags = [
-            await queue.consume(functools.partial(self._on_message, queue.name))
-            for queue in self._queues
-        ]
+        # With several instances, each subscribes first to its own share of the queues and
+        # to the rest a moment later: a queue's single active consumer is the first to
+        # subscribe, so the shares spread the work and the later subscriptions are the
+        # standbys that take a queue over when its active instance dies.
+        own, standby = share_of(self._queues, *instance_of(self.service.name, self.settings))
+        self._consuming = []
+        for queue in own:
+            await self._consume(queue)
+        if standby:
+            self._standby = asyncio.create_task(self._consume_later(standby))
         self._poller = asyncio.create_task(self._poll_depths())
+
+    async def _consume(self, queue: Any) -> None:
+        tag = await queue.consume(functools.partial(self._on_message, queue.name))
+        self._consuming.append((queue, tag))
+
+    async def _consume_later(self, queues: list[Any]) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self.settings.standby_delay_seconds)
+        for queue in queues:
+            if self._stopping:
+                return
+            await self._consume(queue)
 
     async def _poll_depths(self, every: float = 5.0) -> None:
         """Queue depth and consumers for the dashboard (and the dead-letter alert)."""
@@ -328,9 +401,11 @@ class Consumer:
         """Stop taking messages, let in-flight ones finish (bounded), then close. Whatever
         is still unacked after the grace period is redelivered to the next consumer."""
         self._stopping = True
-        if self._poller is not None:
-            self._poller.cancel()
-        for queue, tag in zip(self._queues, self._tags, strict=False):
+        self._stop.set()
+        for task in (self._poller, self._standby):
+            if task is not None:
+                task.cancel()
+        for queue, tag in self._consuming:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         with contextlib.suppress(TimeoutError):
@@ -379,15 +454,33 @@ class Consumer:
             await self._dead_letter(message, ctx, None, f"undecodable: {exc}")
             return
         route = self.service.route(decoded)
+        waited = 0
+        outage_started = 0.0
         while True:
             try:
-                outputs = await route.handler(decoded, ctx)
-                await self.bus.publish_all(outputs, ctx)
+                async for outputs in batches(route.handler(decoded, ctx)):
+                    await self.bus.publish_all(outputs, ctx)
             except RetryLater as exc:
+                # An outage (broker, database, an upstream throttling or broken): nothing
+                # wrong with the message, so its attempts are not spent. It waits in its
+                # lane, with a growing but bounded delay, unless a stop is requested: then
+                # it is left unacked for the broker to give to the next consumer.
+                if waited == 0:
+                    outage_started = time.monotonic()
+                    metrics.waiting_now.labels(self.service.name).inc()
+                waited += 1
                 metrics.retries.labels(self.service.name, "later").inc()
                 log.warning("retry later", extra={"fields": {"type": kind, "reason": str(exc)}})
-                await asyncio.sleep(exc.delay)
+                delay = min(MAX_OUTAGE_DELAY, exc.delay * 2 ** min(waited - 1, 6))
+                if await self._stop_requested(delay):
+                    self._outage_over(outage_started)
+                    return
                 continue
+            except ErasedData:
+                # Work for a customer erased meanwhile: dropped, never dead-lettered (a dead
+                # letter would keep what the erasure destroyed).
+                await self._ack(message)
+                outcome = "erased"
             except PermanentError as exc:
                 await self._dead_letter(message, ctx, decoded, f"permanent: {exc}", route)
                 outcome = "dead_lettered"
@@ -397,10 +490,22 @@ class Consumer:
                 await self._ack(message)
                 outcome = "ok"
             break
+        if waited:
+            self._outage_over(outage_started)
         metrics.events_processed.labels(self.service.name, kind, outcome).inc()
         metrics.handler_duration.labels(self.service.name, kind).observe(
             time.perf_counter() - started
         )
+
+    async def _stop_requested(self, delay: float) -> bool:
+        """Wait `delay` seconds, or less if a stop is requested; True when it was."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+        return self._stop.is_set()
+
+    def _outage_over(self, started: float) -> None:
+        metrics.waiting_now.labels(self.service.name).dec()
+        metrics.outage_wait.labels(self.service.name).observe(time.monotonic() - started)
 
     async def _failed(
         self,
@@ -451,7 +556,7 @@ class Consumer:
         )
         try:
             if route is not None and route.on_dead_letter is not None and decoded is not None:
-                await route.on_dead_letter(decoded, ctx, error)
+                await self.bus.publish_all(await route.on_dead_letter(decoded, ctx, error), ctx)
             headers = {
                 **ctx.headers,
                 "x-error": error[:1000],

@@ -14,6 +14,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from shared.config import Settings
+from shared.services import STAGES
 
 DEAD_LETTERS = "dead-letters"
 
@@ -43,12 +44,17 @@ class Stage:
 
 
 def stages(settings: Settings) -> dict[str, Stage]:
-    return {
-        "dedup": Stage("dedup", settings.dedup_queues),
-        "conversation": Stage("conversation", settings.conversation_queues),
-        "outbound": Stage("outbound", settings.outbound_queues),
-        "media": Stage("media", settings.media_queues),
-    }
+    """One stage per service that consumes one (shared/services.py)."""
+    return {name: Stage(name, settings.queues_of(name)) for name in STAGES}
+
+
+def quorum(settings: Settings) -> dict[str, object]:
+    """A quorum queue's arguments: replicated on QUORUM_GROUP_SIZE nodes of a cluster when
+    set (on a single node it is that node whatever the size)."""
+    arguments: dict[str, object] = {"x-queue-type": "quorum"}
+    if settings.quorum_group_size > 0:
+        arguments["x-quorum-initial-group-size"] = settings.quorum_group_size
+    return arguments
 
 
 @dataclass
@@ -70,7 +76,7 @@ async def declare_stage(
             name,
             durable=True,
             arguments={
-                "x-queue-type": "quorum",
+                **quorum(settings),
                 "x-single-active-consumer": True,
                 # Backstop for messages that crash the process before it can retry them.
                 "x-delivery-limit": settings.delivery_limit,
@@ -98,19 +104,21 @@ async def declare_stage(
     return DeclaredStage(exchange, queues, retry_exchange, retry_queue)
 
 
-async def declare_dead_letters(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
+async def declare_dead_letters(
+    channel: AbstractChannel, settings: Settings | None = None
+) -> tuple[AbstractExchange, AbstractQueue]:
     exchange = await channel.declare_exchange(
         DEAD_LETTERS, aio_pika.ExchangeType.FANOUT, durable=True
     )
     queue = await channel.declare_queue(
-        DEAD_LETTERS, durable=True, arguments={"x-queue-type": "quorum"}
+        DEAD_LETTERS, durable=True, arguments=quorum(settings or Settings())
     )
     await queue.bind(exchange)
     return exchange, queue
 
 
 async def declare_all(channel: AbstractChannel, settings: Settings) -> dict[str, DeclaredStage]:
-    await declare_dead_letters(channel)
+    await declare_dead_letters(channel, settings)
     return {
         name: await declare_stage(channel, st, settings) for name, st in stages(settings).items()
     }

@@ -1,4 +1,7 @@
-"""In-memory event store: the fake that handler tests run against (same contract tests)."""
+"""In-memory event store: the fake that handler tests run against (same contract tests).
+
+It keeps rows (type, data, metadata) exactly as the PostgreSQL store does and maps them
+through the same Mapper on every read, so a handler test exercises the real mapping."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import copy
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from shared.eventstore import (
     ANY,
@@ -17,30 +21,59 @@ from shared.eventstore import (
     RecordedEvent,
     StreamWrite,
     WrongExpectedVersion,
+    check_stream_name,
 )
+from shared.eventstore import category as category_of
+from shared.eventstore.mapper import Mapper, default_mapper
+
+
+class _Row(NamedTuple):
+    id: uuid.UUID
+    stream: str
+    version: int
+    position: Position
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
 
 
 class InMemoryEventStore:
-    def __init__(self) -> None:
-        self._events: list[RecordedEvent] = []
-        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
-        self._streams: dict[str, list[RecordedEvent]] = {}
+    def __init__(self, mapper: Mapper | None = None) -> None:
+        self.mapper = mapper or default_mapper()
+        self._rows: list[_Row] = []
+        self._by_id: dict[uuid.UUID, _Row] = {}
+        self._streams: dict[str, list[_Row]] = {}
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[InMemoryEventStore]:
         # Snapshot and restore on error: all-or-nothing like the database.
-        saved = (list(self._events), dict(self._by_id), copy.copy(self._streams))
-        saved_streams = {k: list(v) for k, v in self._streams.items()}
+        saved = (
+            list(self._rows),
+            dict(self._by_id),
+            {k: list(v) for k, v in self._streams.items()},
+        )
         try:
             yield self
         except BaseException:
-            self._events, self._by_id, _ = saved
-            self._streams = saved_streams
+            self._rows, self._by_id, self._streams = saved
             raise
+
+    def _recorded(self, row: _Row) -> RecordedEvent:
+        return RecordedEvent(
+            id=row.id,
+            stream=row.stream,
+            version=row.version,
+            position=row.position,
+            event=self.mapper.to_event(row.stream, row.type, copy.deepcopy(row.data), row.metadata),
+            metadata=copy.deepcopy(row.metadata),
+            recorded_at=row.recorded_at,
+        )
 
     async def append(
         self, stream: str, events: list[NewEvent], expected_version: int | None = ANY
     ) -> list[Appended]:
+        check_stream_name(stream)
         existing = self._streams.setdefault(stream, [])
         current = len(existing) - 1
         known = sum(1 for e in events if e.id in self._by_id)
@@ -49,27 +82,28 @@ class InMemoryEventStore:
                 f"stream {stream} is at version {current}, expected {expected_version}"
             )
         out: list[Appended] = []
-        for event in events:
-            if event.id in self._by_id:
-                old = self._by_id[event.id]
-                out.append(Appended(event.id, old.version, old.position.global_position, True))
+        for new in events:
+            if new.id in self._by_id:
+                old = self._by_id[new.id]
+                out.append(Appended(new.id, old.version, old.position.global_position, True))
                 continue
+            type_, data, metadata = self.mapper.to_row(stream, new)
             current += 1
-            position = len(self._events) + 1
-            recorded = RecordedEvent(
-                id=event.id,
-                stream=stream,
-                version=current,
-                position=Position(position, position),
-                type=event.type,
-                data=copy.deepcopy(event.data),
-                metadata=copy.deepcopy(event.metadata),
-                recorded_at=datetime.now(UTC),
+            position = len(self._rows) + 1
+            row = _Row(
+                new.id,
+                stream,
+                current,
+                Position(position, position),
+                type_,
+                copy.deepcopy(data),
+                copy.deepcopy(metadata),
+                datetime.now(UTC),
             )
-            self._events.append(recorded)
-            self._by_id[event.id] = recorded
-            existing.append(recorded)
-            out.append(Appended(event.id, current, position, False))
+            self._rows.append(row)
+            self._by_id[new.id] = row
+            existing.append(row)
+            out.append(Appended(new.id, current, position, False))
         return out
 
     async def append_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
@@ -77,10 +111,22 @@ class InMemoryEventStore:
             return [await tx.append(*write) for write in writes]
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
-        return [e for e in self._streams.get(stream, []) if e.version >= from_version]
+        return [
+            self._recorded(r) for r in self._streams.get(stream, []) if r.version >= from_version
+        ]
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
-        return [e for e in self._events if e.position > after][:limit]
+        return [self._recorded(r) for r in self._rows if r.position > after][:limit]
+
+    async def read_category(
+        self, category: str, after: Position = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        return [
+            self._recorded(r)
+            for r in self._rows
+            if category_of(r.stream) == category and r.position > after
+        ][:limit]
 
     async def find(self, event_id: uuid.UUID) -> RecordedEvent | None:
-        return self._by_id.get(event_id)
+        row = self._by_id.get(event_id)
+        return self._recorded(row) if row else None

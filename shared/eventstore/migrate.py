@@ -30,8 +30,10 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations; returns the names applied. Safe to run concurrently."""
+async def migrate(dsn: str, up_to: str | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied. Safe to run concurrently.
+    `up_to` (a migration's name, e.g. "0003_append_to_streams") stops after that one: tests
+    of a migration start from the schema before it."""
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
@@ -43,6 +45,8 @@ async def migrate(dsn: str) -> list[str]:
             )
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+                if up_to is not None and path.stem > up_to:
+                    break
                 if path.stem in done:
                     continue
                 await conn.execute(path.read_text())

@@ -16,6 +16,7 @@ from shared.eventstore import (
     ANY,
     START,
     Appended,
+    EventRejected,
     NewEvent,
     Position,
     RecordedEvent,
@@ -23,7 +24,9 @@ from shared.eventstore import (
     StreamWrite,
     WrongExpectedVersion,
     category,
+    check_stream_name,
 )
+from shared.eventstore.mapper import Mapper, default_mapper
 from shared.observability import metrics, tracing
 
 _json_encode = msgspec.json.Encoder().encode
@@ -37,11 +40,20 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    # A DATABASE_URL of several hosts (target_session_attrs=read-write) while none takes
+    # writes: a fail-over under way, the replica not promoted yet.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
     # The server's (or the role's) connection limit is reached: other clients are holding
     # them. Nothing wrong with the message, so wait and retry rather than dead-letter it.
     asyncpg.TooManyConnectionsError,
 )
 UNAVAILABLE_RETRY_DELAY = 0.5
+COMMAND_TIMEOUT = 30.0
+
+
+class StatementTimeout(Exception):
+    """One statement took longer than COMMAND_TIMEOUT on a healthy connection."""
+
 
 _COLUMNS = (
     "event_id, stream_name, stream_version, global_position, transaction_id::text AS txid, "
@@ -66,14 +78,16 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     release. asyncpg still rolls back a transaction left open before calling this."""
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 10, command_timeout: float = COMMAND_TIMEOUT
+) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
         reset=keep_session,
-        command_timeout=30,
+        command_timeout=command_timeout,
     )
 
 
@@ -100,65 +114,103 @@ async def _lost_as_unavailable(conn: Any) -> AsyncIterator[None]:
         raise
 
 
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool | None, conn: Any = None) -> AsyncIterator[Any]:
+    """The given connection, or one from the pool, with failures sorted as the bus needs them:
+    the server away is StoreUnavailable (wait, then retry), a statement out of time on a live
+    connection is StatementTimeout (this message's own problem). For every reader of the
+    database, not only the store: a raw connection error would count against the message."""
+    connected = False
+    try:
+        if conn is not None:
+            async with _lost_as_unavailable(conn):
+                connected = True
+                yield conn
+        else:
+            assert pool is not None
+            async with pool.acquire() as pooled, _lost_as_unavailable(pooled):
+                connected = True
+                yield pooled
+    except TimeoutError as exc:
+        if connected:
+            # The statement ran out of time on a live connection: this message's own
+            # work is too big or too slow, which waiting will not fix (it is counted and
+            # dead-lettered after its attempts). Connecting that times out is an outage.
+            metrics.eventstore_statement_timeouts.inc()
+            raise StatementTimeout("a statement ran out of time") from exc
+        raise _unavailable(exc) from exc
+    except _UNAVAILABLE as exc:
+        raise _unavailable(exc) from exc
+
+
 def _appended(row: asyncpg.Record) -> Appended:
     return Appended(
         row["event_id"], row["stream_version"], row["global_position"], row["duplicate"]
     )
 
 
-def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        id=row["event_id"],
-        stream=row["stream_name"],
-        version=row["stream_version"],
-        position=Position(int(row["txid"]), row["global_position"]),
-        type=row["type"],
-        data=row["data"],
-        metadata=row["metadata"],
-        recorded_at=row["recorded_at"],
-    )
-
-
 class PostgresEventStore:
     """Bound either to a pool (each call its own transaction) or to one connection."""
 
-    def __init__(self, pool: asyncpg.Pool | None = None, conn: Any = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool | None = None, conn: Any = None, mapper: Mapper | None = None
+    ) -> None:
         self._pool = pool
         self._conn = conn
+        self.mapper = mapper or default_mapper()
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        try:
-            if self._conn is not None:
-                async with _lost_as_unavailable(self._conn):
-                    yield self._conn
-            else:
-                assert self._pool is not None
-                async with self._pool.acquire() as conn, _lost_as_unavailable(conn):
-                    yield conn
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+    def _record(self, row: asyncpg.Record) -> RecordedEvent:
+        stream = row["stream_name"]
+        return RecordedEvent(
+            id=row["event_id"],
+            stream=stream,
+            version=row["stream_version"],
+            position=Position(int(row["txid"]), row["global_position"]),
+            event=self.mapper.to_event(stream, row["type"], row["data"], row["metadata"]),
+            metadata=row["metadata"],
+            recorded_at=row["recorded_at"],
+        )
+
+    def _rows(self, stream: str, events: list[NewEvent]) -> list[list[Any]]:
+        """The events as the append functions take them: ids, types, data, metadata."""
+        ids, types, data, metadata = [], [], [], []
+        for new in events:
+            type_, d, meta = self.mapper.to_row(stream, new)
+            ids.append(new.id)
+            types.append(type_)
+            data.append(d)
+            metadata.append(meta)
+        return [ids, types, data, metadata]
+
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return connection(self._pool, self._conn)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresEventStore]:
         async with self._connection() as conn, conn.transaction():
-            yield PostgresEventStore(conn=conn)
+            yield PostgresEventStore(conn=conn, mapper=self.mapper)
+
+    async def transaction_id(self) -> int:
+        """The id of the transaction this store is bound to (inside `transaction()`): with
+        an appended event's global position, the write's place in read_all's order, which a
+        caller waits for a subscription to pass (read your writes). Asking assigns the id."""
+        async with self._connection() as conn:
+            return int(await conn.fetchval("SELECT pg_current_xact_id()::text"))
 
     async def append(
         self, stream: str, events: list[NewEvent], expected_version: int | None = ANY
     ) -> list[Appended]:
         if not events:
             return []
+        check_stream_name(stream)
+        await self._keys_for_writing([(stream, events)])
         rows = await self._write(
             category(stream),
             len(events),
             "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
             stream,
             expected_version,
-            [e.id for e in events],
-            [e.type for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
+            *self._rows(stream, events),
         )
         return [_appended(r) for r in rows]
 
@@ -167,22 +219,37 @@ class PostgresEventStore:
         writes_ = [(i, w) for i, w in enumerate(writes) if w.events]
         if not writes_:
             return results
-        events = [e for _, w in writes_ for e in w.events]
+        for _, w in writes_:
+            check_stream_name(w.stream)
+        await self._keys_for_writing([(w.stream, w.events) for _, w in writes_])
+        columns: list[list[Any]] = [[], [], [], []]
+        for _, w in writes_:
+            for column, values in zip(columns, self._rows(w.stream, w.events), strict=True):
+                column.extend(values)
         rows = await self._write(
             ",".join(sorted({category(w.stream) for _, w in writes_})),
-            len(events),
+            sum(len(w.events) for _, w in writes_),
             "SELECT * FROM append_to_streams($1, $2, $3, $4, $5, $6, $7)",
             [w.stream for _, w in writes_],
             [w.expected_version for _, w in writes_],
             [len(w.events) for _, w in writes_],
-            [e.id for e in events],
-            [e.type for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
+            *columns,
         )
         for r in rows:
             results[writes_[r["stream_index"] - 1][0]].append(_appended(r))
         return results
+
+    async def _keys_for_writing(self, writes: list[tuple[str, list[NewEvent]]]) -> None:
+        """Customers' data keys that these events are sealed with, made if new (a cipher is
+        installed). Made on the store's connection: inside its transaction, if it has one."""
+        key_ids = self.mapper.keys_to_write(writes)
+        if key_ids:
+            async with self._connection() as conn:
+                await self.mapper.load_keys(conn, key_ids, create=True)
+
+    async def _records(self, conn: Any, rows: list[asyncpg.Record]) -> list[RecordedEvent]:
+        await self.mapper.load_keys(conn, self.mapper.keys_to_read(rows), create=False)
+        return [self._record(r) for r in rows]
 
     async def _write(self, categories: str, count: int, sql: str, *args: Any) -> list[Any]:
         started = time.perf_counter()
@@ -200,9 +267,12 @@ class PostgresEventStore:
                 async with self._connection() as conn:
                     return list(await conn.fetch(sql, *args))
             except asyncpg.PostgresError as exc:
-                if getattr(exc, "sqlstate", None) == "ES409":
+                state = str(getattr(exc, "sqlstate", "") or "")
+                if state == "ES409":
                     metrics.eventstore_conflicts.inc()
                     raise WrongExpectedVersion(str(exc)) from exc
+                if state[:2] in ("22", "54"):  # data exception, program limit exceeded
+                    raise EventRejected(f"{type(exc).__name__}: {exc}") from exc
                 raise
             finally:
                 metrics.eventstore_append_duration.observe(time.perf_counter() - started)
@@ -215,7 +285,7 @@ class PostgresEventStore:
                 stream,
                 from_version,
             )
-        return [_record(r) for r in rows]
+            return await self._records(conn, rows)
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         async with self._connection() as conn:
@@ -228,11 +298,41 @@ class PostgresEventStore:
                 after.global_position,
                 limit,
             )
-        return [_record(r) for r in rows]
+            return await self._records(conn, rows)
+
+    async def read_category(
+        self, category: str, after: Position = START, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM read_category($1, $2::text::xid8, $3, $4)",
+                category,
+                str(after.transaction_id),
+                after.global_position,
+                limit,
+            )
+            return await self._records(conn, rows)
+
+    async def read_after(
+        self, after: int = 0, types: list[str] | None = None, limit: int = 10_000
+    ) -> list[RecordedEvent]:
+        """Events past a global position, of these types (None: all), in position order:
+        for tools and tests that look for what was recorded, through the mapper (the data
+        is sealed in the table), never the subscriptions' ordered read (`read_all`)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE global_position > $1"
+                "   AND ($2::text[] IS NULL OR type = ANY($2::text[]))"
+                " ORDER BY global_position LIMIT $3",
+                after,
+                types,
+                limit,
+            )
+            return await self._records(conn, rows)
 
     async def find(self, event_id: uuid.UUID) -> RecordedEvent | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id
             )
-        return _record(row) if row else None
+            return (await self._records(conn, [row]))[0] if row else None

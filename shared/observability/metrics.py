@@ -14,8 +14,30 @@ handler_duration = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 retries = Counter("retries_total", "Handler retries", ["service", "kind"])
+outage_wait = Histogram(
+    "consumer_outage_wait_seconds",
+    "How long one message waited for the broker, database or an upstream to come back",
+    ["service"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+)
+waiting_now = Gauge(
+    "consumer_messages_waiting_for_outage",
+    "Messages held in their lane until an outage ends",
+    ["service"],
+)
 dead_letters = Counter("dead_lettered_messages_total", "Messages dead-lettered", ["service"])
 webhooks_received = Counter("webhooks_received_total", "Webhook POSTs by outcome", ["outcome"])
+dedup_rejected_items = Counter(
+    "dedup_rejected_items_total",
+    "Delivery items the event store refused as they were, kept in quarantine",
+    ["kind"],
+)
+unrouted_items = Counter(
+    "unrouted_items_total",
+    "Delivery items for a number no business owns here (or signed by another app): "
+    "recorded, never answered",
+    ["reason"],
+)
 dedup_duplicates = Counter("dedup_duplicates_total", "Items Meta delivered again", ["kind"])
 replies_sent = Counter(
     "replies_sent_total", "Replies sent to the Graph API by outcome", ["outcome", "error_code"]
@@ -55,6 +77,15 @@ eventstore_append_duration = Histogram(
     "One append to a stream",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+eventstore_undecodable = Counter(
+    "eventstore_undecodable_events_total",
+    "Stored events that did not fit their type when read (skipped or given up)",
+    ["type"],
+)
+eventstore_statement_timeouts = Counter(
+    "eventstore_statement_timeouts_total",
+    "Statements that ran out of time on a live connection (a handler failure, not an outage)",
+)
 eventstore_conflicts = Counter(
     "eventstore_conflicts_total", "Appends refused: another writer was first"
 )
@@ -65,4 +96,40 @@ breaker_transitions = Counter(
 )
 statuses_received = Counter(
     "statuses_received_total", "New delivery statuses from Meta, by kind", ["status"]
+)
+# Subscriptions to the event store (shared/eventstore/subscription.py), by subscription name:
+# a handful of names fixed in code, so the label stays bounded.
+subscription_lag = Gauge(
+    "subscription_lag_seconds",
+    "Age of the oldest event read but not yet handled (0 when caught up)",
+    ["subscription"],
+)
+subscription_events = Counter(
+    "subscription_events_processed_total",
+    "Events handled and checkpointed",
+    ["subscription"],
+)
+subscription_failures = Counter(
+    "subscription_failures_total",
+    "Batches that failed (nothing committed) and will be read again",
+    ["subscription"],
+)
+subscription_leader = Gauge(
+    "subscription_leader",
+    "1 while this process holds the subscription's lock (the active instance)",
+    ["subscription"],
+)
+http_refused = Counter(
+    "http_refused_total",
+    "Connections and requests the HTTP edge refused or cut off, by reason"
+    " (connection_limit, body_timeout, client_gone)",
+    ["reason"],
+)
+
+erasures_requested = Counter(
+    "erasures_requested_total", "Erasures of contacts asked for, by why", ["reason"]
+)
+contacts_erased = Counter("contacts_erased_total", "Erasures of contacts completed")
+media_expired = Counter(
+    "media_expired_total", "Customers' files deleted at their business's media retention"
 )

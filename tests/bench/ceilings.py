@@ -25,8 +25,8 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from services.ingress.signature import is_valid
 from shared.eventstore.postgres import create_pool
+from shared.meta.signature import is_valid
 
 # --- servers -----------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import time
 
 import aiohttp
 
-from services.ingress.signature import sign
+from shared.meta.signature import sign
 from shared.payloads import text_message
 from tests.e2e.harness import APP_SECRET, start_stack
 from tests.support.infra import start_infra

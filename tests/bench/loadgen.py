@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from services.ingress.signature import sign
+from shared.meta.signature import sign
 from shared.payloads import status_payload, text_message
 from tests.bench.stats import schedule, share
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from services.media.graph import GraphMedia
-from services.media.store import LocalStore
+from shared.media_store import LocalStore
 from shared.resilience import Upstream
 
 UNITS = {"k": 1024, "m": 1024 * 1024}

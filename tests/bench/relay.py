@@ -23,6 +23,7 @@ import uuid
 
 from services.webhook_relay.client import AdminClient
 from shared.config import load_settings
+from shared.events.conversation import BotReplied
 from shared.eventstore import NewEvent
 from shared.eventstore.postgres import PostgresEventStore, create_pool
 from shared.stack import Stack
@@ -46,10 +47,7 @@ async def append_events(database_url: str, count: int, conversations: int) -> fl
         stream = f"conversation-100.{run}{c:05d}"
         for first in range(0, per_conversation, batch):
             events = [
-                NewEvent(
-                    "BotReplied",
-                    {"seq": s, "text": f"reply {s}", "in_reply_to": "", "command_id": f"{c}-{s}"},
-                )
+                NewEvent(BotReplied(seq=s, text=f"reply {s}", command_id=f"{c}-{s}"))
                 for s in range(first, min(first + batch, per_conversation))
             ]
             await store.append(stream, events)

@@ -37,13 +37,18 @@ import asyncpg
 
 from shared.broker.topology import stages
 from shared.config import Settings
+from shared.crypto.personal import mapper_with_keys
+from shared.events.dedup import MessageReceived
+from shared.eventstore import RecordedEvent
+from shared.eventstore.postgres import PostgresEventStore, init_connection
+from shared.services import SERVICES
 from shared.stack import ROOT
 from tests.bench import report
 from tests.bench.fakes import FakeProcess
 from tests.bench.loadgen import Generator, OpenRun, Traffic, message_index
 from tests.bench.procstat import Meter
 from tests.bench.stats import account, percentile, pile_up, summary_ms
-from tests.e2e.harness import APP_SECRET, Running, free_port, start_stack
+from tests.e2e.harness import APP_SECRET, MASTER_KEY, Running, free_port, start_stack
 from tests.support.infra import Infra, start_infra
 
 GRAPH_TOKEN = "test-token"
@@ -136,6 +141,9 @@ class Links:
         self.loop = asyncio.new_event_loop()
         self.db: asyncpg.Connection = self.run(asyncpg.connect(database_url))
         self.amqp, self.channel = self.run(self._open(amqp_url))
+        self.database_url = database_url
+        self.mapper: Any = None
+        self.store_db: Any = None
 
     @staticmethod
     async def _open(amqp_url: str) -> tuple[Any, Any]:
@@ -147,6 +155,20 @@ class Links:
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return self.run(self.db.fetch(query, *args))
+
+    def events_of_type(self, type_: str) -> list[RecordedEvent]:
+        """Every event of this type, opened with the deployment's keys (the data is sealed
+        in the table: PRIVACY_ENCRYPTION is on by default)."""
+
+        async def go() -> list[RecordedEvent]:
+            if self.mapper is None:  # its own connection, with the store's jsonb codec
+                self.store_db = await asyncpg.connect(self.database_url)
+                await init_connection(self.store_db)
+                self.mapper = await mapper_with_keys(self.store_db, MASTER_KEY)
+            store = PostgresEventStore(conn=self.store_db, mapper=self.mapper)
+            return await store.read_after(types=[type_], limit=10_000_000)
+
+        return self.run(go())
 
     def depths(self, names: list[str]) -> dict[str, int]:
         async def go() -> dict[str, int]:
@@ -167,7 +189,10 @@ class Links:
         self.run(go())
 
     def close(self) -> None:
-        for closing in (self.db.close(), self.amqp.close()):
+        closings = [self.db.close(), self.amqp.close()]
+        if self.store_db is not None:
+            closings.append(self.store_db.close())
+        for closing in closings:
             try:
                 self.run(closing)
             except BaseException:  # closing a connection the broker dropped: nothing to do
@@ -207,11 +232,8 @@ def scrape(running: Running) -> dict[str, dict[str, float]]:
         "webhooks_received_total": "webhooks",
     }
     result: dict[str, dict[str, float]] = {}
-    for service in running.stack.settings.__class__.__dataclass_fields__:
-        if not service.endswith("_port"):
-            continue
-        name = service.removesuffix("_port")
-        port = getattr(running.stack.settings, service)
+    for name in SERVICES:
+        port = running.stack.settings.port_of(name)
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
@@ -578,7 +600,7 @@ class Bench:
             "env_overrides": {**STACK_ENV, **self.extra_env},
             "prefetch": settings.prefetch,
             "conversation_prefetch": settings.conversation_prefetch,
-            "queues_per_stage": settings.dedup_queues,
+            "queues_per_stage": settings.queues_of("dedup"),
             "whatsapp_rate_per_second": settings.whatsapp_rate_per_second,
         }
         log("warm-up: 100 messages end to end")
@@ -588,8 +610,6 @@ class Bench:
 
     def service_pids(self) -> dict[str, int]:
         assert self.running is not None
-        from shared.stack import SERVICES
-
         return {s: pid for s in SERVICES if (pid := self.running.stack.pid(s)) is not None}
 
     def meter(self) -> Meter:
@@ -824,15 +844,19 @@ class Bench:
             if status[i] == 200:
                 accepted.setdefault(traffic.customer(i), []).append(str(i))
         assert self.links is not None
-        rows = self.links.sql(
-            "SELECT data->>'customer' AS customer, data->>'wamid' AS wamid FROM events"
-            " WHERE type = 'MessageReceived' AND data->>'wamid' LIKE $1"
-            " ORDER BY stream_name, stream_version",
-            f"wamid.{traffic.tag}.%",
+        ours = f"wamid.{traffic.tag}."
+        received = sorted(
+            (
+                r
+                for r in self.links.events_of_type("MessageReceived")
+                if isinstance(r.event, MessageReceived) and r.event.wamid.startswith(ours)
+            ),
+            key=lambda r: (r.stream, r.version),
         )
         inbox: dict[str, list[str]] = {}
-        for r in rows:
-            inbox.setdefault(r["customer"], []).append(r["wamid"].rsplit(".", 1)[1])
+        for r in received:
+            assert isinstance(r.event, MessageReceived)
+            inbox.setdefault(r.event.customer, []).append(r.event.wamid.rsplit(".", 1)[1])
         unacked = [str(i) for i in res["index"] if status[i] != 200]
         acc = account(accepted, replies, inbox, unacked)
         latencies = [

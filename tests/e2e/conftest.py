@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.stack import SERVICES
+from shared.services import SERVICES
 from tests.e2e.harness import Running, start_stack
 
 
@@ -16,11 +16,7 @@ def running(amqp_url: str, database_url: str) -> Iterator[Running]:
     try:
         yield stack
     finally:
-        stack.stack.down()
-        stack.graph.stop()
-        stack.openai.stop()
-        if stack.elevenlabs is not None:
-            stack.elevenlabs.stop()
+        stack.close()
 
 
 @pytest.fixture

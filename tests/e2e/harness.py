@@ -6,25 +6,41 @@ and the event store to check what was recorded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import socket
+import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import msgspec
 
-from services.ingress.signature import sign
 from services.webhook_relay.client import AdminClient
-from shared.config import load_settings
-from shared.stack import SERVICES, Stack
+from shared.broker.cluster import connect_any
+from shared.broker.topology import stages
+from shared.config import Settings, load_settings
+from shared.crypto.personal import mapper_with_keys
+from shared.eventstore import RecordedEvent, Unrecognised
+from shared.eventstore.postgres import PostgresEventStore, init_connection
+from shared.meta.signature import sign
+from shared.payloads import messages_payload, text_message
+from shared.services import SERVICES
+from shared.stack import Stack
 from tests.support import pywa
-from tests.support.fakes import FakeGraphAPI, FakeOpenAI
+from tests.support.fakes import FakeGraphAPI, FakeOpenAI, wait_for
+from tests.support.keys import SESSION_MASTER_KEY
 from tests.support.media_fakes import FakeElevenLabs, FakeGraphMedia, FakeOpenAIAudio
 
 APP_SECRET = "e2e-app-secret"
@@ -40,6 +56,9 @@ RELAY_ENV = {
     "WEBHOOK_ALLOW_HTTP": "true",
     "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
 }
+PHONE_NUMBER_ID = "100000000000001"  # shared.payloads' default business number
+MASTER_KEY = SESSION_MASTER_KEY  # seals the numbers' secrets and the customers' data keys
+FENCE_TIMEOUT = 45.0
 
 
 def free_port() -> int:
@@ -72,12 +91,38 @@ class Running:
     @property
     def relay_admin(self) -> AdminClient:
         """The webhook relay's admin API, with the stack's ADMIN_TOKEN."""
-        port = self.stack.settings.webhook_relay_port
+        port = self.stack.settings.port_of("webhook_relay")
         return AdminClient(f"http://127.0.0.1:{port}", ADMIN_TOKEN)
 
     @property
     def ingress_url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.settings.ingress_port}"
+        return self.stack.settings.url_of("ingress")
+
+    @property
+    def api_url(self) -> str:
+        return self.stack.settings.url_of("api")
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = ADMIN_TOKEN,
+        headers: Mapping[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> ApiAnswer:
+        """One request to the api (`token` None: no Authorization header)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.api_url + path, data=data, headers=sent, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return ApiAnswer(resp.status, _json_or_none(resp.read()), dict(resp.headers))
+        except urllib.error.HTTPError as exc:
+            return ApiAnswer(exc.code, _json_or_none(exc.read()), dict(exc.headers))
 
     def post(
         self,
@@ -119,23 +164,45 @@ class Running:
 
         return self._loop.run_until_complete(run())
 
-    def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
-        rows = self.sql(
-            "SELECT type, data::text AS data FROM events WHERE stream_name = $1"
-            " ORDER BY stream_version",
-            stream,
-        )
-        return [(r["type"], json.loads(r["data"])) for r in rows]
+    def read_store(
+        self, read: Callable[[PostgresEventStore], Awaitable[list[RecordedEvent]]]
+    ) -> list[RecordedEvent]:
+        """What `read` gets from the event store, opened with the deployment's keys: the
+        data is sealed in the table (PRIVACY_ENCRYPTION, on by default), so the tests read
+        events as the services do, through the store's mapper. A test that truly needs the
+        stored rows says so with `sql`."""
 
-    def events_of_type(self, type_: str, **where: str) -> list[dict[str, Any]]:
-        clauses = " ".join(f"AND data->>'{k}' = ${i + 2}" for i, k in enumerate(where))
-        rows = self.sql(
-            f"SELECT data::text AS data FROM events WHERE type = $1 {clauses}"
-            " ORDER BY global_position",
-            type_,
-            *where.values(),
-        )
-        return [json.loads(r["data"]) for r in rows]
+        async def run() -> list[RecordedEvent]:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                await init_connection(conn)  # jsonb as the store's pool has it
+                key = self.env.get("MASTER_KEY")
+                mapper = await mapper_with_keys(conn, key) if key else None
+                return await read(PostgresEventStore(conn=conn, mapper=mapper))
+            finally:
+                await conn.close()
+
+        return self._loop.run_until_complete(run())
+
+    def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
+        """(type, data) of every event of the stream, opened."""
+        return [_type_and_data(r) for r in self.read_store(lambda s: s.read_stream(stream))]
+
+    def events_of_type(self, type_: str, **where: Any) -> list[dict[str, Any]]:
+        """The data of every event of this type whose fields have these values, opened."""
+        found = []
+        for record in self.read_store(lambda s: s.read_after(types=[type_], limit=1_000_000)):
+            _, data = _type_and_data(record)
+            if all(_as_text(data.get(k)) == _as_text(v) for k, v in where.items()):
+                found.append(data)
+        return found
+
+    def events_after(self, position: int) -> list[tuple[str, str, dict[str, Any]]]:
+        """(stream, type, data) of every event past a global position, opened."""
+        return [
+            (r.stream, *_type_and_data(r))
+            for r in self.read_store(lambda s: s.read_after(position, limit=1_000_000))
+        ]
 
     def metric(self, service: str, name: str, **labels: str) -> float:
         """The value of one sample on a service's /metrics (0 when absent)."""
@@ -153,12 +220,206 @@ class Running:
                     total += sample.value
         return total
 
+    def close(self) -> None:
+        """Stop the services, then the fakes they talk to."""
+        self.stack.down()
+        for fake in (self.graph, self.openai, self.elevenlabs):
+            if fake is not None:
+                fake.stop()
+
     def restart(self, service: str) -> None:
         self.stack.start(service)
         self.stack.wait_ready((service,), timeout=60)
 
+    # --- proving that nothing more happens ---------------------------------------------------
 
-def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
+    def queue_depths(self, *queues: str) -> dict[str, int]:
+        """Messages ready in each queue, from a passive declare over AMQP. That count leaves
+        out messages delivered and not yet acked: a retry queue has no consumer, so its count
+        is exact; a stage queue's misses what a service holds, which is in the lane of its
+        key (see `fence`)."""
+
+        return {name: int(r.message_count or 0) for name, r in self._declared(queues).items()}
+
+    def queue_consumers(self, *queues: str) -> dict[str, int]:
+        """Consumers subscribed to each queue, the active one and those waiting (AMQP's
+        declare counts only the single active consumer)."""
+        vhost = unquote(urlsplit(self.amqp_url).path[1:]) or "/"
+        listed = subprocess.run(
+            [
+                "rabbitmqctl",
+                "list_consumers",
+                "-q",
+                "-p",
+                vhost,
+                "queue_name",
+                "--formatter",
+                "json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        counts = Counter(c["queue_name"] for c in json.loads(listed.stdout or "[]"))
+        return {name: counts[name] for name in queues}
+
+    def _declared(self, queues: tuple[str, ...]) -> dict[str, Any]:
+        async def read() -> dict[str, Any]:
+            connection = await connect_any(self.amqp_url)
+            try:
+                channel = await connection.channel()
+                results = {}
+                for name in queues:
+                    queue = await channel.declare_queue(name, passive=True)
+                    results[name] = queue.declaration_result
+                return results
+            finally:
+                await connection.close()
+
+        return self._loop.run_until_complete(read())
+
+    def retry_queues(self) -> list[str]:
+        return [stage.retry_queue for stage in stages(self.stack.settings).values()]
+
+    def fence(
+        self,
+        customer: str,
+        *,
+        phone_number_id: str = PHONE_NUMBER_ID,
+        media: bool = False,
+        timeout: float = FENCE_TIMEOUT,
+    ) -> str:
+        """Send one more message as `customer` and wait for its reply at the fake Graph API.
+        Returns that reply's text ("echo: fence ...").
+
+        Every hop keeps one customer's messages in order: dedup, conversation, media and
+        outbound are consistent-hash exchanges on the conversation key, over queues with a
+        single active consumer, and each consumer runs a key's messages one after another,
+        through to the ack. So once the fence's reply is sent, every earlier message of the
+        customer (and every command, redelivery or re-emitted reply it caused in those lanes)
+        has been fully handled: a reply that has not come by then never will, and exact
+        counts can be asserted at once instead of after a sleep.
+
+        A text fence runs through dedup, conversation and outbound, and through media when
+        the conversation's replies go there (voice replies). `media=True` sends an image
+        instead, whose download also runs through the customer's lane in the media service:
+        use it when what must not happen could come out of that lane (a ProcessMedia handled
+        twice)."""
+        return self.fences({customer: phone_number_id}, media=media, timeout=timeout)[customer]
+
+    def fences(
+        self,
+        customers: Iterable[str] | Mapping[str, str],
+        *,
+        media: bool = False,
+        timeout: float = FENCE_TIMEOUT,
+    ) -> dict[str, str]:
+        """`fence` for several customers at once (a mapping gives each customer's business
+        number); returns each customer's fence reply."""
+        numbers = (
+            dict(customers)
+            if isinstance(customers, Mapping)
+            else dict.fromkeys(customers, PHONE_NUMBER_ID)
+        )
+        # A message waiting in a retry queue is out of its lane: the fence could overtake
+        # it. Let every one go back to its stage (behind which the fence then queues) first.
+        retry_queues = self.retry_queues()
+        wait_for(
+            lambda: not any(self.queue_depths(*retry_queues).values()),
+            timeout=timeout,
+            interval=0.1,
+            message="the retry queues to empty before a fence",
+        )
+        markers = {}
+        for customer, phone_number_id in numbers.items():
+            markers[customer] = marker = f"fence {uuid.uuid4().hex}"
+            if media:
+                payload = self._image_message(customer, phone_number_id, caption=marker)
+            else:
+                payload = text_message(marker, customer=customer, phone_number_id=phone_number_id)
+            status, body = self.post(payload)
+            assert status == 200, f"fence for {customer} refused: {status} {body}"
+
+        def reply(customer: str) -> str | None:
+            found = [t for t in self.graph.texts_to(customer) if markers[customer] in t]
+            return found[0] if found else None
+
+        wait_for(
+            lambda: all(reply(c) is not None for c in numbers),
+            timeout=timeout,
+            message="the fences' replies: "
+            + ", ".join(f"{c} {markers[c]!r}" for c in numbers if reply(c) is None),
+        )
+        return {c: cast(str, reply(c)) for c in numbers}
+
+    def _image_message(self, customer: str, phone_number_id: str, caption: str) -> dict[str, Any]:
+        graph = cast(FakeGraphMedia, self.graph)
+        image = graph.add_media(os.urandom(256), "image/jpeg")
+        message = {
+            "from": customer,
+            "id": f"wamid.{uuid.uuid4().hex}",
+            "timestamp": str(int(time.time())),
+            "type": "image",
+            "image": {"id": image.media_id, "mime_type": "image/jpeg", "caption": caption},
+        }
+        return messages_payload([message], customer, phone_number_id)
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    status: int
+    json: Any
+    headers: dict[str, str]
+
+
+def _type_and_data(record: RecordedEvent) -> tuple[str, dict[str, Any]]:
+    event = record.event
+    if isinstance(event, Unrecognised):  # Erased and Undecodable too: their row's type
+        return event.type, dict(event.data)
+    return type(event).__name__, msgspec.to_builtins(event)
+
+
+def _as_text(value: Any) -> str | None:
+    """A field's value as SQL's `data->>'field'` gives it."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+@contextlib.contextmanager
+def own_stack(**overrides: str) -> Iterator[Running]:
+    """A stack on a vhost and database of its own (no other stack takes its messages or
+    shares its data), with these settings; stopped and removed afterwards."""
+    from tests.support.infra import start_infra
+
+    infra = start_infra()
+    try:
+        running = start_stack(infra.amqp_url, infra.database_url, **overrides)
+        try:
+            yield running
+        finally:
+            running.close()
+    finally:
+        infra.cleanup()
+
+
+def start_stack(
+    amqp_url: str,
+    database_url: str,
+    *,
+    stack_factory: Callable[[Settings, dict[str, str], Path], Stack] | None = None,
+    **overrides: str,
+) -> Running:
+    """The services with the fakes; `stack_factory` runs them some other way than as local
+    processes (tests/compose: as containers)."""
     # The media-capable fakes answer everything the plain ones do, the same way.
     graph = FakeGraphMedia(access_token="test-token").start()
     openai = FakeOpenAIAudio(api_key="test-key").start()
@@ -187,18 +448,22 @@ def start_stack(amqp_url: str, database_url: str, **overrides: str) -> Running:
         # The key is left out: voice replies are on only in stacks that pass it.
         "ELEVENLABS_BASE_URL": elevenlabs.url,
         **RELAY_ENV,
+        "MASTER_KEY": MASTER_KEY,
         "LOG_LEVEL": "INFO",
         **{f"{s.upper()}_PORT": str(free_port()) for s in SERVICES},
         **overrides,
     }
     settings = load_settings(env=env, env_file=run_dir / "absent.env")
-    stack = Stack(settings, env=env)
+    stack = stack_factory(settings, env, run_dir) if stack_factory else Stack(settings, env=env)
     try:
-        stack.up(timeout=60)
+        stack.up(timeout=120 if stack_factory else 60)
     except BaseException:
         stack.down()  # the services that did start must not outlive the failed start
         raise
     return Running(stack, graph, openai, database_url, amqp_url, env, run_dir, elevenlabs)
+
+
+USER_ID_KEYS = {"user_id", "from_user_id", "recipient_user_id"}
 
 
 def uniquify(payload: dict[str, Any], customer: str | None = None) -> dict[str, Any]:
@@ -221,6 +486,10 @@ def uniquify(payload: dict[str, Any], customer: str | None = None) -> dict[str, 
             return f"{node}.{suffix}"
         if customer and isinstance(node, str) and key in {"from", "wa_id", "recipient_id"}:
             return customer
+        if customer and isinstance(node, str) and key in USER_ID_KEYS:
+            # The fixtures' business-scoped user ids repeat too: one per customer, or every
+            # customer would be linked to one person.
+            return f"US.{customer}"
         return node
 
     return walk(data)

@@ -10,27 +10,22 @@ never silent.
 from __future__ import annotations
 
 import http.client
-import json
-import shutil
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from services.conversation.handlers import conversation_stream
 from services.dedup.split import conversation_id
-from services.outbound.handlers import outbox_stream
+from shared.events.conversation import conversation_stream
+from shared.events.outbound import outbox_stream
 from shared.payloads import text_message
 from tests.e2e.harness import Running, new_customer
 from tests.support.fakes import FakeServer, RecordedRequest, sends_to, wait_for
 
 PHONE_NUMBER_ID = "100000000000001"  # text_message's default business number
-STAGE_QUEUE_PREFIXES = ("dedup.", "conversation.", "outbound.")
 # Seconds an outcome may take; generous because a restarted process needs a moment to start.
 OUTCOME_TIMEOUT = 90
 
@@ -169,57 +164,6 @@ def interrupted_sends(bot: Running, customers: list[str]) -> dict[str, int]:
     return {r["stream_name"]: int(r["n"]) for r in rows}
 
 
-# --- quiescence --------------------------------------------------------------------------------
-
-
-def _stage_queue_depths(bot: Running) -> dict[str, int]:
-    vhost = unquote(urlsplit(bot.amqp_url).path[1:]) or "/"
-    out = subprocess.run(
-        [
-            "rabbitmqctl",
-            "list_queues",
-            "-p",
-            vhost,
-            "name",
-            "messages",
-            "-q",
-            "--formatter",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    return {
-        q["name"]: int(q["messages"])
-        for q in json.loads(out)
-        if q["name"].startswith(STAGE_QUEUE_PREFIXES)
-    }
-
-
-def wait_until_idle(bot: Running, timeout: float = OUTCOME_TIMEOUT) -> None:
-    """Wait until no stage queue holds a message (ready, unacknowledged or waiting for a retry),
-    twice in a row: handlers publish their outputs before they ack, so an empty pipeline has
-    nothing left that could still send a reply. Without a local rabbitmqctl, a short pause."""
-    if shutil.which("rabbitmqctl") is None:
-        time.sleep(3)
-        return
-    idle_once = [False]
-
-    def idle() -> bool:
-        busy = {q: n for q, n in _stage_queue_depths(bot).items() if n}
-        if busy:
-            idle_once[0] = False
-            return False
-        if idle_once[0]:
-            return True
-        idle_once[0] = True
-        return False
-
-    wait_for(idle, timeout=timeout, interval=0.5, message="stage queues to drain")
-
-
 # --- the guarantee ---------------------------------------------------------------------------
 
 
@@ -232,11 +176,22 @@ def assert_answered_once_in_order(
     def all_answered() -> bool:
         return all(set(load.expected(c)) <= set(bot.graph.texts_to(c)) for c in load.customers)
 
-    wait_for(all_answered, timeout=OUTCOME_TIMEOUT, interval=0.2, message="every reply")
-    wait_until_idle(bot)
+    try:
+        wait_for(all_answered, timeout=OUTCOME_TIMEOUT, interval=0.2, message="every reply")
+    except AssertionError as timeout:
+        missing = {
+            c: [t for t in load.expected(c) if t not in set(bot.graph.texts_to(c))]
+            for c in load.customers
+        }
+        missing = {c: m for c, m in missing.items() if m}
+        raise AssertionError(f"{timeout}; missing: {missing}") from None
+    # Redeliveries after a kill go through the customer's lanes like everything else: once a
+    # last message of each customer is answered, no second reply can still come.
+    fences = bot.fences(load.customers, timeout=OUTCOME_TIMEOUT)
     interrupted = interrupted_sends(bot, load.customers) if interrupted_may_repeat else {}
     for customer in load.customers:
-        sent = bot.graph.texts_to(customer)
+        *sent, last = bot.graph.texts_to(customer)
+        assert last == fences[customer], f"{customer}: a reply after the fence: {last!r}"
         expected = load.expected(customer)
         first_seen = list(dict.fromkeys(sent))
         assert first_seen == expected, f"{customer}: replies out of order or unexpected: {sent}"

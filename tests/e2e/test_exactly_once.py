@@ -26,9 +26,8 @@ def text_item(customer: str, body: str) -> dict[str, Any]:
 
 
 def answered_with(bot: Running, customer: str, expected: list[str], timeout: float = 20) -> None:
-    """Wait until the customer has exactly these replies. A last message posted after the
-    ones under test works as a barrier: the same customer's deliveries, commands and sends go
-    through the same lanes in order, so once it is answered every earlier one was handled."""
+    """Wait until the customer has exactly these replies (a reply that may still come is
+    ruled out by a fence: `Running.fence`)."""
     wait_for(
         lambda: bot.graph.texts_to(customer) == expected,
         timeout=timeout,
@@ -41,8 +40,8 @@ def test_the_same_delivery_posted_three_times_in_a_row_is_answered_once(bot: Run
     payload = text_message("only once please", customer=customer)
     for _ in range(3):
         assert bot.post(payload)[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: only once please", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: only once please", fence]
     wamid = payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
     assert len(bot.events_of_type("MessageReceived", wamid=wamid)) == 1
 
@@ -58,8 +57,8 @@ def test_the_same_delivery_posted_five_times_at_once_is_answered_once(bot: Runni
 
     with ThreadPoolExecutor(max_workers=5) as pool:
         assert list(pool.map(lambda _: post(), range(5))) == [200] * 5
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: all at once", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: all at once", fence]
     wamid = payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
     assert len(bot.events_of_type("MessageReceived", wamid=wamid)) == 1
 
@@ -92,10 +91,9 @@ def test_a_batched_delivery_of_two_customers_across_two_entries_is_answered_in_o
         assert {d["customer_name"] for _, d in inbox} == {"Alice" if customer == alice else "Bob"}
     # And the batch redelivered as a whole changes nothing.
     assert bot.post(batched)[0] == 200
-    for customer, name in ((alice, "a"), (bob, "b")):
-        assert bot.post(text_message(f"{name}-barrier", customer=customer))[0] == 200
-    answered_with(bot, alice, ["echo: a1", "echo: a2", "echo: a3", "echo: a-barrier"])
-    answered_with(bot, bob, ["echo: b1", "echo: b2", "echo: b3", "echo: b-barrier"])
+    fences = bot.fences([alice, bob])
+    assert bot.graph.texts_to(alice) == ["echo: a1", "echo: a2", "echo: a3", fences[alice]]
+    assert bot.graph.texts_to(bob) == ["echo: b1", "echo: b2", "echo: b3", fences[bob]]
 
 
 def test_a_redelivery_after_the_reply_was_sent_is_counted_and_not_answered_again(
@@ -108,8 +106,8 @@ def test_a_redelivery_after_the_reply_was_sent_is_counted_and_not_answered_again
     before = bot.metric("dedup", "dedup_duplicates_total", kind="message")
 
     assert bot.post(payload)[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: answered already", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: answered already", fence]
     assert bot.metric("dedup", "dedup_duplicates_total", kind="message") >= before + 1
     # One send for the first message: the redelivered reply command found its outbox done.
     conversation = f"{PHONE_NUMBER_ID}.{customer}"
@@ -129,12 +127,12 @@ def test_many_customers_writing_at_once_each_get_their_replies_in_order(bot: Run
     assert statuses == [[200] * 5] * len(customers)
 
     expected = [f"echo: {t}" for t in texts]
-    wait_for(
-        lambda: all(len(bot.graph.texts_to(c)) >= 5 for c in customers),
-        timeout=60,
-        message="five replies for every customer",
-    )
-    wrong = {c: bot.graph.texts_to(c) for c in customers if bot.graph.texts_to(c) != expected}
+    fences = bot.fences(customers, timeout=60)
+    wrong = {
+        c: bot.graph.texts_to(c)
+        for c in customers
+        if bot.graph.texts_to(c) != [*expected, fences[c]]
+    }
     assert wrong == {}
 
 

@@ -74,8 +74,8 @@ def test_one_openai_500_is_retried_and_the_reply_arrives_once(bot: Running) -> N
     marker = f"flaky-{uuid.uuid4().hex}"
     bot.openai.inject(openai_error(500, match=mentions(marker)))
     assert bot.post(text_message(marker, customer=customer))[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, [f"echo: {marker}", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == [f"echo: {marker}", fence]
     calls = bot.openai.requests_matching(mentions(marker))
     assert [c.fault for c in calls] == [True, False]
     conversation = f"conversation-{PHONE_NUMBER_ID}.{customer}"
@@ -131,11 +131,14 @@ def test_while_openai_is_down_nothing_is_answered_and_nothing_is_lost(bot: Runni
 
     bot.openai.clear_faults()
     answered_with(bot, customer, [f"echo: {t}" for t in texts], timeout=30)
+    # Nothing more comes for them either (a reply from the offline rules, a second one).
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == [*(f"echo: {t}" for t in texts), fence]
     assert bot.metric("conversation", "dead_lettered_messages_total") == dead_before
     # The breaker kept the bot from hammering OpenAI: a handful of calls in the whole outage.
     assert calls_while_down <= 3 * fail_max
     types = [t for t, _ in bot.events(f"conversation-{conversation}")]
-    assert types == ["CustomerWrote", "BotReplied"] * 3
+    assert types == ["CustomerWrote", "BotReplied"] * 4
 
 
 def test_an_openai_400_is_answered_by_the_offline_rules(bot: Running) -> None:
@@ -150,11 +153,10 @@ def test_an_openai_400_is_answered_by_the_offline_rules(bot: Running) -> None:
         )
     )
     assert bot.post(text_message(marker, customer=customer))[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    wait_for(lambda: len(bot.graph.texts_to(customer)) == 2, timeout=20)
+    fence = bot.fence(customer)
 
     first, second = bot.graph.texts_to(customer)
-    assert second == "echo: barrier"
+    assert second == fence
     # Not the LLM's answer: the offline rules acknowledge what the customer said.
     assert not first.startswith("echo:")
     assert f'"{marker}"' in first
@@ -163,6 +165,6 @@ def test_an_openai_400_is_answered_by_the_offline_rules(bot: Running) -> None:
     replies = [
         d for t, d in bot.events(f"conversation-{PHONE_NUMBER_ID}.{customer}") if t == "BotReplied"
     ]
-    assert [r["text"] for r in replies] == [first, "echo: barrier"]
+    assert [r["text"] for r in replies] == [first, fence]
     # The turn records who actually wrote the reply: the offline rules, as a fallback.
     assert [r["responder"] for r in replies] == ["offline-fallback", "openai"]

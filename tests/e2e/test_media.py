@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any, cast
 
-from services.media.domain import MAX_BYTES, content_key
+from services.media.domain import MAX_BYTES
 from shared.payloads import messages_payload, text_message
 from tests.e2e.harness import Running, load_fixtures, new_customer, uniquify
 from tests.support.fakes import Fault, openai_error, wait_for
@@ -132,7 +132,8 @@ def test_every_media_payload_of_the_corpus_is_stored_whole_and_answered(bot: Run
         assert stored["sha256"] == hashlib.sha256(content).hexdigest(), key
         assert stored["size"] == len(content), key
         assert stored["mime_type"] == message[kind]["mime_type"], key
-        assert stored["store_key"] == content_key(stored["sha256"]), key
+        assert stored["store_key"].startswith("sha256/"), key
+        assert stored["store_key"].endswith(stored["sha256"]), key  # in the customer's folder
         assert stored["caption"] == message[kind].get("caption", ""), key
         assert stored["filename"] == message[kind].get("filename", ""), key
         assert stored["message_media"] == message[kind], key  # every field, as Meta sent it
@@ -207,23 +208,32 @@ def test_texts_behind_several_media_messages_keep_their_order(bot: Running) -> N
 # --- storage --------------------------------------------------------------------------------------
 
 
-def test_the_same_file_sent_twice_is_stored_once(bot: Running) -> None:
-    customer = new_customer()
+def test_the_same_file_is_stored_once_per_customer(bot: Running) -> None:
+    customer, other = new_customer(), new_customer()
     content = os.urandom(10_000)
     first = graph(bot).add_media(content, "image/png")
     second = graph(bot).add_media(content, "image/png")  # another media id, same bytes
+    third = graph(bot).add_media(content, "image/png")  # the same bytes, another customer
     wamids = [
         post_media(bot, customer, "image", {"id": first.media_id}),
         post_media(bot, customer, "image", {"id": second.media_id}),
     ]
+    theirs = post_media(bot, other, "image", {"id": third.media_id})
     wait_answered(bot, customer, 2)
+    wait_answered(bot, other, 1)
     stored = [event(bot, w, "MediaStored") for w in wamids]
     assert [s["media_id"] for s in stored] == [first.media_id, second.media_id]
     assert stored[0]["store_key"] == stored[1]["store_key"]
     assert [s["deduplicated"] for s in stored] == [False, True]
+    # Another customer's copy is a file of its own: erasing one never deletes the other's.
+    other_stored = event(bot, theirs, "MediaStored")
+    assert other_stored["deduplicated"] is False
+    keys = [stored[0]["store_key"], other_stored["store_key"]]
     sha = hashlib.sha256(content).hexdigest()
+    assert keys[0] != keys[1] and all(k.startswith("sha256/") and k.endswith(sha) for k in keys)
+    assert not any(c in k for k in keys for c in (customer, other))  # a pseudonym, not them
     copies = [p for p in bot.media_dir.rglob("*") if p.is_file() and p.read_bytes() == content]
-    assert copies == [bot.media_dir / content_key(sha)]
+    assert sorted(copies) == sorted(bot.media_dir / k for k in keys)
 
 
 def test_an_expired_download_url_is_asked_for_again(bot: Running) -> None:
@@ -308,7 +318,7 @@ def test_a_file_larger_than_it_claims_is_cut_off_and_refused(bot: Running) -> No
     wamid = post_media(bot, customer, "image", {"id": fake.media_id})
     assert_failed_and_answered(bot, customer, wamid, "download", "too_large")
     sha = hashlib.sha256(content).hexdigest()
-    assert not (bot.media_dir / content_key(sha)).exists()
+    assert not [p for p in bot.media_dir.rglob(sha)]  # in no customer's folder
 
 
 def test_a_corrupt_file_is_retried_then_recorded_never_stored(bot: Running) -> None:
@@ -323,7 +333,7 @@ def test_a_corrupt_file_is_retried_then_recorded_never_stored(bot: Running) -> N
     assert len(attempts) >= 1 and failed["attempts"] == len(attempts) + 1
     assert graph(bot).count(graph(bot).downloads_started, fake.media_id) == failed["attempts"]
     for data in (content, damaged):
-        assert not (bot.media_dir / content_key(hashlib.sha256(data).hexdigest())).exists()
+        assert not [p for p in bot.media_dir.rglob(hashlib.sha256(data).hexdigest())]
     assert "MediaStored" not in [t for t, _ in media_events(bot, wamid)]
 
 
@@ -385,9 +395,17 @@ def test_sigkill_of_media_in_the_middle_of_a_download_loses_nothing(bot: Running
     bot.restart("media")
 
     wait_answered(bot, customer, 2)
-    time.sleep(1.0)  # a second reply would come within moments
-    assert bot.graph.texts_to(customer) == ["echo: [video] our shop", "echo: did you get it?"]
+    # The text made conversation ask media again, and the killed delivery came back: two
+    # ProcessMedia for one file. A fence through the customer's media lane proves both were
+    # handled, and neither made a second reply or a third download.
+    fence = bot.fence(customer, media=True)
+    assert bot.graph.texts_to(customer) == [
+        "echo: [video] our shop",
+        "echo: did you get it?",
+        fence,
+    ]
     stored = event(bot, wamid, "MediaStored")
     assert stored["sha256"] == hashlib.sha256(content).hexdigest()
     assert stored_bytes(bot, stored["store_key"]) == content
     assert graph(bot).count(graph(bot).downloads_started, fake.media_id) == 2
+    assert [t for t, _ in media_events(bot, wamid)].count("MediaStored") == 1

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.payloads import messages_payload, status_payload, text_message
-from shared.stack import ROOT, SERVICES
+from shared.services import SERVICES
+from shared.stack import ROOT
 from tests.e2e.harness import Running, free_port, new_customer, start_stack
 from tests.support.fakes import wait_for
 from tests.support.infra import start_infra
@@ -247,9 +247,7 @@ def traced() -> Iterator[tuple[Running, FakeOTLPCollector]]:
     try:
         yield running, collector
     finally:
-        running.stack.down()
-        running.graph.stop()
-        running.openai.stop()
+        running.close()
         collector.stop()
         infra.cleanup()
 
@@ -275,7 +273,23 @@ def test_one_webhook_is_one_trace_across_every_service(
         ),
         timeout=30,
     )
-    time.sleep(0.5)  # let the last batches arrive
+    # Each service exports its spans in the order they end, batch after batch. The fence's
+    # spans in a service end after all of the first message's there (same lanes, and ingress
+    # answered the first POST before the fence was posted): once a span of the fence's trace
+    # has arrived from every service, every span of the first trace has too.
+    bot.fence(customer)
+    *_, fence_received = bot.sql(
+        "SELECT metadata->>'traceparent' AS tp FROM events WHERE type = 'MessageReceived'"
+        " AND stream_name = $1 ORDER BY stream_version",
+        f"inbox-{PHONE_NUMBER_ID}.{customer}",
+    )
+    fence_trace = fence_received["tp"].split("-")[1]
+    assert fence_trace != trace_id
+    wait_for(
+        lambda: services <= {s.service for s in collector.trace(fence_trace)},
+        timeout=30,
+        message="a span of the fence's trace from every service",
+    )
     spans = collector.trace(trace_id)
     by_id = {s.span_id: s for s in spans}
 
@@ -322,7 +336,11 @@ def test_logs_of_a_full_conversation_hold_no_phone_number_and_no_text(
     )
     assert bot.post(messages_payload(messages, customer=customer))[0] == 200
     wait_for(lambda: len(bot.graph.texts_to(customer)) == 4, timeout=30)
-    time.sleep(0.5)
+    # Each service logs a message's handling before it takes up that customer's next one, a
+    # record at a time, flushed: once the fence is answered, every line about the four
+    # messages before it is in the log files.
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer)[4:] == [fence]
     logs = "\n".join(p.read_text() for p in bot.run_dir.glob("*.log"))
     masked = customer[:3] + "*" * (len(customer) - 6) + customer[-3:]
     assert masked in logs  # the conversation was logged, masked ...

@@ -55,8 +55,8 @@ def test_one_graph_500_is_retried_and_the_message_is_sent_once(bot: Running) -> 
     customer = new_customer()
     bot.graph.inject(meta_error(131000, status=500, match=sends_to(customer)))
     assert bot.post(text_message("flaky graph", customer=customer))[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: flaky graph", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: flaky graph", fence]
     attempts = send_requests(bot, customer, "echo: flaky graph")
     assert [a.fault for a in attempts] == [True, False]
 
@@ -77,8 +77,8 @@ def test_a_closed_window_131047_fails_that_send_for_good_and_the_next_one_is_ans
     assert failed["code"] == 131047
     assert failed["seq"] == 0
 
-    assert bot.post(text_message("hello again", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: hello again"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == [fence]
     # Exactly one attempt at the refused reply: retrying cannot reopen the window.
     assert [a.fault for a in send_requests(bot, customer, "echo: too late")] == [True]
     assert len(bot.events_of_type("SendStarted", conversation_id=conversation)) == 2
@@ -90,8 +90,8 @@ def test_a_throughput_limit_130429_delays_the_send_which_then_happens_once(
     customer = new_customer()
     bot.graph.inject(meta_error(130429, status=400, match=sends_to(customer)))
     assert bot.post(text_message("busy day", customer=customer))[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: busy day", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: busy day", fence]
     attempts = send_requests(bot, customer, "echo: busy day")
     assert [a.fault for a in attempts] == [True, False]
     conversation = f"{PHONE_NUMBER_ID}.{customer}"
@@ -117,10 +117,10 @@ def test_statuses_out_of_order_never_move_the_lifecycle_back_and_failed_is_final
     assert bot.post(status_payload(failed_wamid, "failed", failer, errors=errors))[0] == 200
     assert bot.post(status_payload(failed_wamid, "delivered", failer))[0] == 200
 
-    # Statuses and the barrier's reply go through the same outbound lane of each customer.
+    # Statuses and the fence's reply go through the same outbound lane of each customer.
+    fences = bot.fences([reader, failer])
     for customer in (reader, failer):
-        assert bot.post(text_message("barrier", customer=customer))[0] == 200
-        answered_with(bot, customer, ["echo: status please", "echo: barrier"])
+        assert bot.graph.texts_to(customer) == ["echo: status please", fences[customer]]
 
     received = [
         d["status"] for t, d in bot.events(f"message-{read_wamid}") if t == "StatusReceived"
@@ -142,6 +142,6 @@ def test_a_slow_graph_api_delays_but_does_not_duplicate_the_send(bot: Running) -
     # Slower than usual, within the client's timeout: one send, not a retry on top of it.
     bot.graph.inject(Fault(status=None, delay=1.5, match=sends_to(customer)))
     assert bot.post(text_message("take your time", customer=customer))[0] == 200
-    assert bot.post(text_message("barrier", customer=customer))[0] == 200
-    answered_with(bot, customer, ["echo: take your time", "echo: barrier"])
+    fence = bot.fence(customer)
+    assert bot.graph.texts_to(customer) == ["echo: take your time", fence]
     assert len(send_requests(bot, customer, "echo: take your time")) == 1

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared.payloads import text_message
-from shared.stack import SERVICES
+from shared.services import SERVICES
 from tests.e2e.harness import Running, new_customer
 from tests.e2e.test_crash import (
     CUSTOMERS,

@@ -2,7 +2,7 @@ import os
 from pathlib import Path
 
 from shared.payloads import text_message
-from shared.stack import SERVICES
+from shared.services import DECLARED, SERVICES
 from tests.e2e.harness import Running, new_customer
 from tests.support.fakes import wait_for
 
@@ -25,7 +25,9 @@ def test_ingress_runs_ahead_of_the_pipeline_for_the_cpu(bot: Running) -> None:
     stack = bot.stack
     nice = {service: niceness(stack.pid(service) or 0) for service in SERVICES}
     assert stack.settings.worker_nice > 0
-    assert nice["ingress"] == os.nice(0)
+    public = {s.name for s in DECLARED if s.public}
+    assert public >= {"ingress", "api"}
+    assert all(nice[s] == os.nice(0) for s in public), nice
     assert all(
-        nice[s] == os.nice(0) + stack.settings.worker_nice for s in SERVICES if s != "ingress"
+        nice[s] == os.nice(0) + stack.settings.worker_nice for s in SERVICES if s not in public
     ), nice

@@ -17,11 +17,11 @@ from typing import Any, cast
 import pytest
 
 from services.media.domain import is_ogg_opus
-from services.media.handlers import voice_stream
+from shared.events.media import voice_stream
 from shared.payloads import messages_payload, text_message
-from tests.e2e.harness import Running, new_customer, start_stack
+from tests.e2e.api_support import make_tenant
+from tests.e2e.harness import Running, new_customer, own_stack
 from tests.support.fakes import Fault, wait_for
-from tests.support.infra import start_infra
 from tests.support.media_fakes import (
     FakeElevenLabs,
     FakeGraphMedia,
@@ -37,20 +37,8 @@ BREAKER_RESET = 2.0  # the harness's BREAKER_RESET_SECONDS
 
 @pytest.fixture(scope="module")
 def voice_bot() -> Iterator[Running]:
-    infra = start_infra()
-    try:
-        running = start_stack(
-            infra.amqp_url, infra.database_url, ELEVENLABS_API_KEY="test-eleven-key"
-        )
-        try:
-            yield running
-        finally:
-            running.stack.down()
-            for fake in (running.graph, running.openai, running.elevenlabs):
-                if fake is not None:
-                    fake.stop()
-    finally:
-        infra.cleanup()
+    with own_stack(ELEVENLABS_API_KEY="test-eleven-key") as running:
+        yield running
 
 
 @pytest.fixture
@@ -101,12 +89,17 @@ def test_a_voice_note_is_answered_with_a_voice_note(bot: Running) -> None:
     customer = new_customer()
     send_voice_note(bot, customer, "what time do you open")
     wait_for(lambda: audio_sends(bot.graph, customer), timeout=TIMEOUT, message="a voice reply")
-    time.sleep(1.0)  # a text sent as well would come within moments
-    [reply] = bot_replies(bot, customer)
+    # The conversation waits for the voice note before it handles the customer's next
+    # message, so the fence's reply comes after it, and after any text sent as well.
+    fence = bot.fence(customer)
+    bodies = sends(bot, customer)
+    assert [b["type"] for b in bodies] == ["audio", "text"]  # the voice note's, the fence's
+    body, fence_body = bodies
+    assert fence_body["text"]["body"] == fence
+    [reply, fenced] = bot_replies(bot, customer)
     assert reply["text"] == "echo: what time do you open"
-    assert (reply["delivery"], reply["voice"]) == ("media", True)
-    [body] = sends(bot, customer)
-    assert body["type"] == "audio"
+    assert reply["speak"] is True
+    assert (fenced["text"], fenced["speak"]) == (fence, False)  # text goes straight out
     assert heard(bot, body) == reply["text"]  # the voice says what BotReplied recorded
     [synthesis] = [s for s in eleven(bot).syntheses if s.text == reply["text"]]
     assert synthesis.output_format == "opus_48000_64"
@@ -121,7 +114,7 @@ def test_a_text_is_still_answered_with_text(bot: Running) -> None:
     assert bot.post(text_message("hello", customer=customer))[0] == 200
     wait_for(lambda: bot.graph.texts_to(customer), timeout=TIMEOUT)
     [reply] = bot_replies(bot, customer)
-    assert "delivery" not in reply  # straight to outbound
+    assert reply["speak"] is False  # straight to outbound
     assert bot.graph.texts_to(customer) == ["echo: hello"]
 
 
@@ -166,7 +159,54 @@ def test_speech_failing_falls_back_to_text_then_the_breaker_then_recovers(bot: R
     time.sleep(BREAKER_RESET + 0.5)
     send_voice_note(bot, customer, "now?")
     wait_for(lambda: audio_sends(bot.graph, customer), timeout=TIMEOUT, message="voice again")
-    time.sleep(1.0)
+    fence = bot.fence(customer)
     bodies = sends(bot, customer)
-    assert [b["type"] for b in bodies] == ["text", "text", "audio"]
+    assert [b["type"] for b in bodies] == ["text", "text", "audio", "text"]
     assert heard(bot, bodies[2]) == "echo: now?"
+    assert bodies[3]["text"]["body"] == fence
+
+
+def test_a_person_taking_over_while_the_voice_reply_is_made_silences_it(bot: Running) -> None:
+    """The bot never talks over a human: the voice reply decided before the takeover is
+    withdrawn when its audio is ready; the agent's reply, held behind it, goes out alone."""
+    tenant = make_tenant(bot, numbers=1)
+    number = next(iter(tenant.numbers))
+    customer = new_customer()
+    cid = f"{number}.{customer}"
+    eleven(bot).inject(Fault(status=None, delay=3.0))  # speech takes a while
+    content = os.urandom(3000)
+    fake = cast(FakeGraphMedia, bot.graph).add_media(content, "audio/ogg; codecs=opus")
+    cast(FakeOpenAIAudio, bot.openai).say(content, "can I talk to a person")
+    message = {
+        "from": customer,
+        "id": f"wamid.{uuid.uuid4().hex}",
+        "timestamp": str(int(time.time())),
+        "type": "audio",
+        "audio": {"id": fake.media_id, "mime_type": "audio/ogg; codecs=opus", "voice": True},
+    }
+    payload = messages_payload([message], customer, number, waba_id=tenant.numbers[number])
+    assert bot.post(payload)[0] == 200
+    wait_for(
+        lambda: any(t == "BotReplied" and d["speak"] for t, d in bot.events(f"conversation-{cid}")),
+        timeout=TIMEOUT,
+        message="the bot's voice reply decided",
+    )
+    # The webhook reaches the api's read models in their own time (the conversation is not
+    # one of the api's writes): the agent sees it in the inbox before taking it.
+    wait_for(
+        lambda: tenant.call("GET", f"/v1/conversations/{cid}", role="agent").status == 200,
+        timeout=TIMEOUT,
+        message="the conversation in the api's read model",
+    )
+    taken = tenant.call("POST", f"/v1/conversations/{cid}/handoff", {}, role="agent")
+    assert taken.status == 200 and taken.json["state"] == "waiting"
+    body = {"phone_number_id": number, "to": customer, "type": "text", "text": {"body": "Bo here"}}
+    assert tenant.call("POST", "/v1/messages", body, role="agent").status == 202
+    wait_for(lambda: "Bo here" in bot.graph.texts_to(customer), timeout=TIMEOUT)
+    kinds = [t for t, _ in bot.events(f"conversation-{cid}")]
+    assert "ReplyWithdrawn" in kinds and "ReplySpoken" not in kinds
+    # Released, the bot answers the next message: everything before it was handled.
+    assert tenant.call("POST", f"/v1/conversations/{cid}/release").status == 200
+    bot.fence(customer, phone_number_id=number)
+    assert audio_sends(bot.graph, customer) == []
+    assert bot.graph.texts_to(customer)[0] == "Bo here"

@@ -7,6 +7,7 @@ The stack's relay runs with a short retry schedule (200 ms .. 3.2 s, dead after 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -28,6 +29,9 @@ from tests.e2e.harness import ADMIN_TOKEN, Running, new_customer
 from tests.e2e.test_crash import in_flight
 from tests.support.crm_fakes import FakeCRM
 from tests.support.fakes import Fault, RecordedRequest, wait_for
+from tests.support.relay_admin import Probe, send
+
+AUTH_HEADER = (b"Authorization", b"Bearer " + ADMIN_TOKEN.encode())
 
 PHONE_NUMBER_ID = "100000000000001"  # text_message's default business number
 OUTCOME_TIMEOUT = 60
@@ -264,6 +268,10 @@ def test_410_disables_the_endpoint_until_it_is_enabled_again(
 
     bot.post(text_message("second", customer=customer))
     wait_for(lambda: len(witness.events(cid)) == 2, timeout=OUTCOME_TIMEOUT)
+    # The relay fans an event out to every endpoint in one transaction: the witness has the
+    # second message, so the relay has decided for the disabled endpoint too, and queued it
+    # nothing (a delivery it does not queue is never sent).
+    assert len(deliveries_of(admin, gone["id"], cid)) == 1
     assert len([r for r in crm.webhooks() if of_conversation(cid)(r)]) == 1  # nothing more
 
     crm.clear_faults()
@@ -377,15 +385,97 @@ def test_the_admin_api_needs_the_token(bot: Running) -> None:
         "http://[fd00::1]/hook",
         "http://100.64.0.1/hook",
         "ftp://127.0.0.1/hook",
+        "http://[::10.0.0.1]/hook",  # IPv4-compatible
+        "http://[::ffff:0:a00:1]/hook",  # IPv4-translated
+        "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64
+        "http://[fec0::1]/hook",  # site-local
+        # Refused by their form, although loopback is allowed here:
+        "http://user:pass@127.0.0.1/hook",  # credentials would stay in the events
+        "http://127\u30020\u30020\u30021/hook",  # ideographic full stops
+        "http://\uff11\uff12\uff17.0.0.1/hook",  # full-width digits
+        "http://127.0.0.1\\@93.184.216.34/hook",  # backslash: parsers disagree on the host
     ],
 )
 def test_ssrf_attempts_are_refused_at_registration(bot: Running, url: str) -> None:
     # The stack allows loopback (the tests' CRMs live there) and nothing else that is
-    # not public: each of these is refused from its address alone, before any connection.
+    # not public: each of these is refused from its address or its form alone, before any
+    # connection.
     with pytest.raises(AdminError) as err:
         bot.relay_admin.create_endpoint(url)
     assert err.value.status == 422 and "refused" in err.value.message
     assert all(e["url"] != url for e in bot.relay_admin.endpoints())
+
+
+def test_the_relay_answers_hostile_admin_requests_with_4xx(bot: Running) -> None:
+    """The attacker's probes against the real process: each is refused with its field and
+    reason, none is a 500, and nothing is registered."""
+    port = bot.stack.settings.port_of("webhook_relay")
+    route = ("/admin/endpoints", "post")
+    json_type = (b"Content-Type", b"application/json")
+    probes = [
+        (
+            Probe("", route, "post", "/admin/endpoints", [(b"Authorization", b"Bearer \xff")]),
+            401,
+            "Authorization",
+        ),
+        (
+            Probe(
+                "",
+                route,
+                "post",
+                "/admin/endpoints",
+                [AUTH_HEADER, json_type],
+                b'{"url": ' + b"[" * 10000 + b"]" * 10000 + b"}",
+            ),
+            422,
+            "body",
+        ),
+        (
+            Probe(
+                "",
+                route,
+                "post",
+                "/admin/endpoints",
+                [AUTH_HEADER, json_type],
+                json.dumps({"url": "http://127.0.0.1/a\u0000"}).encode(),
+            ),
+            422,
+            "url",
+        ),
+        (
+            Probe(
+                "",
+                route,
+                "post",
+                "/admin/endpoints",
+                [AUTH_HEADER, json_type],
+                json.dumps({"url": "http://127.0.0.1/", "description": "\u0000"}).encode(),
+            ),
+            422,
+            "description",
+        ),
+        (
+            Probe(
+                "",
+                ("/admin/deliveries", "get"),
+                "get",
+                "/admin/deliveries?limit=501",
+                [AUTH_HEADER],
+            ),
+            422,
+            "limit",
+        ),
+        (
+            Probe("", route, "post", "/admin/endpoints", [AUTH_HEADER, json_type], b" " * 70_000),
+            413,
+            "body",
+        ),
+    ]
+    count = len(bot.relay_admin.endpoints())
+    for probe, status, field in probes:
+        answer = asyncio.run(send(port, probe))
+        assert (answer.status, answer.json()["field"]) == (status, field), answer
+    assert len(bot.relay_admin.endpoints()) == count
 
 
 def test_endpoint_lifecycle_is_recorded_as_events_and_secrets_stay_out(
@@ -436,12 +526,12 @@ def test_the_cli_manages_endpoints(bot: Running, crm: FakeCRM) -> None:
         **os.environ,
         "ENV_FILE": str(bot.run_dir / "absent.env"),
         "ADMIN_TOKEN": ADMIN_TOKEN,
-        "WEBHOOK_RELAY_PORT": str(bot.stack.settings.webhook_relay_port),
+        "WEBHOOK_RELAY_PORT": str(bot.stack.settings.port_of("webhook_relay")),
     }
 
     def cli(*args: str) -> Any:
         out = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "endpoints", *args],
+            [sys.executable, "-m", "ops", "endpoints", *args],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -453,13 +543,20 @@ def test_the_cli_manages_endpoints(bot: Running, crm: FakeCRM) -> None:
 
     created = cli("create", crm.endpoint_url, "--events", "message.received,message.status")
     assert created["event_types"] == ["message.received", "message.status"]
+    assert created["business_id"] == "default"  # unscoped: the default business's
     assert any(e["id"] == created["id"] for e in cli("list"))
+    # Scoped to a business, the CLI creates for it and sees nothing of another's.
+    theirs = cli("--business", "biz_cli", "create", crm.endpoint_url)
+    assert theirs["business_id"] == "biz_cli"
+    assert [e["id"] for e in cli("--business", "biz_cli", "list")] == [theirs["id"]]
+    assert cli("--business", "default", "get", created["id"])["id"] == created["id"]
+    assert cli("delete", theirs["id"]) == {"deleted": theirs["id"]}  # the platform: every one
     assert cli("disable", created["id"], "--reason", "cli test")["enabled"] is False
     assert cli("enable", created["id"])["enabled"] is True
     assert cli("dead-letters", created["id"]) == []
     assert cli("delete", created["id"]) == {"deleted": created["id"]}
     failed = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "endpoints", "get", created["id"]],
+        [sys.executable, "-m", "ops", "endpoints", "get", created["id"]],
         cwd=ROOT,
         env=env,
         capture_output=True,

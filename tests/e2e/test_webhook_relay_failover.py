@@ -89,5 +89,5 @@ def test_the_relay_carries_on_after_losing_its_database_connections(
     bot.post(text_message("after the connections were cut", customer=customer))
     wait_for(lambda: len(crm.events(cid_of(customer))) == 1, timeout=OUTCOME_TIMEOUT)
     assert bot.stack.pid("webhook_relay") == pid  # the same process, it reconnected
-    port = bot.stack.settings.webhook_relay_port
+    port = bot.stack.settings.port_of("webhook_relay")
     wait_for(lambda: readyz(port)[0] == 200, timeout=30)

@@ -297,29 +297,149 @@ def _same_number(a: Any, b: Any) -> bool:
     return isinstance(a, str) and isinstance(b, str) and a.lstrip("+") == b.lstrip("+")
 
 
+HELLO_WORLD = {
+    "name": "hello_world",
+    "language": "en_US",
+    "category": "UTILITY",
+    "status": "APPROVED",
+    "parameter_format": "POSITIONAL",
+    "components": [
+        {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+        {"type": "BODY", "text": "Welcome and congratulations!! This message demonstrates your"
+         " ability to send a WhatsApp message notification from the Cloud API."},
+        {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+    ],
+}  # fmt: skip
+TEMPLATE_CREATIONS_PER_HOUR = 100  # per WABA (platform-facts, part 2)
+
+
 class FakeGraphAPI(FakeServer):
-    """POST /{phone_number_id}/messages (optionally /vNN.N/...): sends and mark-reads."""
+    """POST /{phone_number_id}/messages (optionally /vNN.N/...): sends and mark-reads.
+    GET and POST /{waba_id}/message_templates: every WABA has Meta's `hello_world` unless a
+    test sets `templates[waba]`; the list pages by `limit` and `after` as Meta does, and a
+    WABA's 101st creation within an hour is refused (code 80008, as Meta's cap)."""
 
     name = "fake-graph"
     _MESSAGES = re.compile(r"^/(?:v\d+(?:\.\d+)?/)?(?P<pid>[^/]+)/messages/?$")
+    _TEMPLATES = re.compile(r"^/(?:v\d+(?:\.\d+)?/)?(?P<waba>[0-9]+)/message_templates/?$")
 
     def __init__(self, access_token: str = "test-token") -> None:
         super().__init__()
         self.access_token = access_token
+        # Numbers with a token of their own (a business's number): only that one is good.
+        self.tokens: dict[str, str] = {}
         self.sent: list[dict[str, Any]] = []
         self.read_marks: list[dict[str, Any]] = []
+        self.templates: dict[str, list[dict[str, Any]]] = {}  # waba_id -> Meta's objects
+        self.created: dict[str, list[float]] = {}  # waba_id -> when templates were created
+        # Numbers' WABAs, when a test says: a template send is then checked against them.
+        self.wabas: dict[str, str] = {}
 
     def _reset_state(self) -> None:
         self.sent.clear()
         self.read_marks.clear()
+        self.templates.clear()
+        self.created.clear()
+        self.wabas.clear()
+
+    def templates_of(self, waba_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            if waba_id not in self.templates:
+                self.templates[waba_id] = [
+                    {**HELLO_WORLD, "id": str(10**15 + int(waba_id) % 10**9)}
+                ]
+            return self.templates[waba_id]
+
+    def add_template(self, waba_id: str, **fields: Any) -> dict[str, Any]:
+        """A template as Meta lists it (id given unless set), APPROVED unless set."""
+        template = {
+            "id": str(uuid.uuid4().int % 10**16),
+            "status": "APPROVED",
+            "category": "MARKETING",
+            "language": "en_US",
+            "parameter_format": "POSITIONAL",
+            **fields,
+        }
+        with self._lock:
+            self.templates_of(waba_id).append(template)
+        return template
+
+    def _token_ok(self, rec: RecordedRequest) -> bool:
+        token = _bearer(rec)
+        return token == self.access_token or token in self.tokens.values()
+
+    def _templates(self, rec: RecordedRequest, waba_id: str) -> web.StreamResponse:
+        if not self._token_ok(rec):
+            return web.json_response(meta_error_body(190), status=401)
+        if rec.method == "GET":
+            listed = self.templates_of(waba_id)
+            if rec.query.get("status"):
+                listed = [t for t in listed if t.get("status") == rec.query["status"]]
+            limit = int(rec.query.get("limit") or 25)
+            start = int(rec.query.get("after") or 0)
+            page = listed[start : start + limit]
+            paging: dict[str, Any] = {
+                "cursors": {"before": str(start), "after": str(start + limit)}
+            }
+            if start + limit < len(listed):
+                paging["next"] = f"{self.url}{rec.path}?limit={limit}&after={start + limit}"
+            return web.json_response({"data": page, "paging": paging})
+        if rec.method != "POST" or not isinstance(rec.json, dict):
+            return web.json_response(meta_error_body(100, "Unsupported request."), status=400)
+        now = time.monotonic()
+        recent = [t for t in self.created.get(waba_id, []) if now - t < 3600]
+        if len(recent) >= TEMPLATE_CREATIONS_PER_HOUR:
+            return web.json_response(
+                meta_error_body(80008, "(#80008) Too many template creations this hour"),
+                status=400,
+            )
+        body = rec.json
+        missing = [k for k in ("name", "language", "category", "components") if not body.get(k)]
+        if missing:
+            return web.json_response(
+                meta_error_body(100, f"The parameter {missing[0]} is required."), status=400
+            )
+        self.created[waba_id] = [*recent, now]
+        template = self.add_template(
+            waba_id,
+            name=body["name"],
+            language=body["language"],
+            category=body["category"],
+            parameter_format=body.get("parameter_format", "POSITIONAL"),
+            components=body["components"],
+            status="PENDING",
+        )
+        return web.json_response(
+            {"id": template["id"], "status": "PENDING", "category": body["category"]}
+        )
+
+    def _template_refusal(self, phone_number_id: str, body: dict[str, Any]) -> Any:
+        """132001 for a template the number's WABA has not approved (when the test named
+        the WABA): what Meta answers."""
+        waba_id = self.wabas.get(phone_number_id)
+        template = body.get("template") if isinstance(body.get("template"), dict) else {}
+        if body.get("type") != "template" or waba_id is None:
+            return None
+        language = (template.get("language") or {}).get("code")
+        for t in self.templates_of(waba_id):
+            same = t.get("name") == template.get("name") and t.get("language") == language
+            if same and t.get("status") == "APPROVED":
+                return None
+        return web.json_response(
+            meta_error_body(132001, "(#132001) Template name does not exist in the translation"),
+            status=404,
+        )
 
     def handle(self, rec: RecordedRequest) -> web.StreamResponse:
+        t = self._TEMPLATES.match(rec.path)
+        if t is not None:
+            return self._templates(rec, t.group("waba"))
         m = self._MESSAGES.match(rec.path)
         if m is None or rec.method != "POST":
             return web.json_response(
                 meta_error_body(100, f"Unsupported {rec.method.lower()} request."), status=400
             )
-        if _bearer(rec) != self.access_token:
+        if _bearer(rec) != self.tokens.get(m.group("pid"), self.access_token):
             return web.json_response(meta_error_body(190), status=401)
         body = rec.json
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
@@ -341,17 +461,23 @@ class FakeGraphAPI(FakeServer):
                 }
             )
             return web.json_response({"success": True})
-        to = body.get("to")
-        if not isinstance(to, str) or not to:
+        # `recipient`: a business-scoped user id, for a customer who hides their number.
+        to = body.get("to") or body.get("recipient")
+        if not isinstance(to, str) or not to or ("to" in body and "recipient" in body):
             return web.json_response(
                 meta_error_body(100, "The parameter to is required."), status=400
             )
+        refused = self._template_refusal(phone_number_id, body)
+        if refused is not None:
+            return refused
         # Globally unique: the database is shared by a test session and wamids are event keys.
         wamid = f"wamid.FAKE{uuid.uuid4().hex}"
         self.sent.append(
             {
                 "phone_number_id": phone_number_id,
                 "to": to,
+                "addressed_by": "to" if "to" in body else "recipient",
+                "token": _bearer(rec),
                 "body": body,
                 "wamid": wamid,
                 "received_at": rec.received_at,
@@ -509,3 +635,13 @@ class FakeOpenAI(FakeServer):
                 for m in body["messages"][-1:]
                 if isinstance(m, dict) and m.get("role") == "user"
             ]
+
+
+def dedup_deps(store: Any) -> Any:
+    """Dedup's dependencies over `store`, with the directory the environment alone makes
+    (the default business answers every number): what a stack with no setup runs."""
+    from services.dedup.handlers import deps_for
+    from shared.config import Settings
+    from shared.directory import Directory
+
+    return deps_for(store, Directory(Settings(), None))

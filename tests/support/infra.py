@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from ops.preflight import PLUGINS
 from shared.eventstore.migrate import migrate
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -73,8 +74,19 @@ class Infra:
                 pass
 
 
+def images_present(*images: str) -> bool:
+    """The engine holds these images already. An engine that cannot pull (machines with no
+    registry, docs/docker.md) and lacks them leaves the run on the local servers."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", *images], capture_output=True, timeout=15, check=False
+    )
+    return result.returncode == 0
+
+
 def start_infra() -> Infra:
-    return _start_containers() if docker_engine_available() else _start_local()
+    if docker_engine_available() and images_present(RABBITMQ_IMAGE, POSTGRES_IMAGE):
+        return _start_containers()
+    return _start_local()
 
 
 # --- Docker ----------------------------------------------------------------------------------
@@ -123,6 +135,17 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
+def _enable_plugins() -> None:
+    """The services need the consistent-hash exchange type: on a machine where RabbitMQ was
+    just installed, `make test` enables its plugins as `make up` does (idempotent, a no-op
+    when they are on), rather than every stack failing to start."""
+    listed = subprocess.run(
+        ["rabbitmq-plugins", "list", "-e", "-m"], capture_output=True, text=True, timeout=60
+    )
+    if not set(PLUGINS) <= set(listed.stdout.split()):
+        subprocess.run(["rabbitmq-plugins", "enable", *PLUGINS], check=True, timeout=120)
+
+
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
@@ -162,6 +185,7 @@ def _start_local() -> Infra:
         _rabbitmqctl("add_vhost", vhost)
         infra._cleanups.append(lambda: _rabbitmqctl("delete_vhost", vhost))
         _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        _enable_plugins()
 
         _run(_create_database(admin_url, dbname))
         infra._cleanups.append(lambda: _run(_drop_database(admin_url, dbname)))
@@ -170,3 +194,15 @@ def _start_local() -> Infra:
         infra.cleanup()
         raise
     return infra
+
+
+def scratch_vhost(amqp_url: str) -> tuple[str, Callable[[], None]]:
+    """A vhost of its own on the same broker, for a test that declares stages another
+    stack in the session also consumes. Returns its URL and the clean-up."""
+    vhost = f"scratch-{uuid.uuid4().hex[:12]}"
+    user = unquote(urlsplit(amqp_url).username or "guest")
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    return _with_path(amqp_url, "/" + quote(vhost, safe="")), lambda: _rabbitmqctl(
+        "delete_vhost", vhost
+    )

@@ -172,8 +172,13 @@ class FakeGraphMedia(FakeGraphAPI):
             return self._upload(rec, m.group("pid"))
         return super().handle(rec)
 
+    def _authorised(self, rec: RecordedRequest) -> bool:
+        """The deployment's token, or a registered number's own (`tokens`): Meta takes any
+        token of the app for a media id; the fake does not pin media to a number."""
+        return _bearer(rec) in {self.access_token, *self.tokens.values()}
+
     def _info(self, rec: RecordedRequest, media_id: str) -> web.StreamResponse:
-        if _bearer(rec) != self.access_token:
+        if not self._authorised(rec):
             return web.json_response(meta_error_body(190), status=401)
         self.info_requests.append(media_id)
         item = self.media.get(media_id)
@@ -200,7 +205,7 @@ class FakeGraphMedia(FakeGraphAPI):
         )
 
     def _download(self, rec: RecordedRequest, media_id: str, token: str) -> web.StreamResponse:
-        if _bearer(rec) != self.access_token:
+        if not self._authorised(rec):
             return web.json_response(meta_error_body(190), status=401)
         item = self.media.get(media_id)
         if item is None or self._tokens.get(token, 0.0) < time.monotonic():

@@ -18,22 +18,34 @@ import pytest
 from services.conversation.domain import Conversation, Turn
 from services.conversation.handlers import (
     Deps,
-    conversation_stream,
-    handle_customer_message,
-    load,
-    record_failure,
+    give_up_message,
+    on_business_echo,
+    on_business_message,
+    on_change_handling,
+    on_customer_message,
+    on_hand_back,
 )
 from services.conversation.responders import OpenAIResponder, Reply
-from services.conversation.states import Conversations
+from services.conversation.states import Conversations, load
 from services.dedup.handlers import record_delivery
-from shared.broker.bus import Context, Publish
-from shared.eventstore import NewEvent
+from shared.broker.bus import Context, Outputs, Publish, batches
+from shared.events.conversation import TurnFailed, conversation_stream
+from shared.eventstore import NewEvent, Unrecognised
 from shared.eventstore.memory import InMemoryEventStore
 from shared.payloads import messages_payload
 from shared.resilience import Upstream
-from shared.schemas import CustomerMessage, MarkRead, SendMessage, WebhookDelivery
+from shared.schemas import (
+    BusinessEcho,
+    ChangeHandling,
+    CustomerMessage,
+    HandBack,
+    MarkRead,
+    SendBusinessMessage,
+    SendMessage,
+    WebhookDelivery,
+)
 from tests.support import pywa
-from tests.support.fakes import FakeOpenAI
+from tests.support.fakes import FakeOpenAI, dedup_deps
 
 PHONE = "100000000000001"
 
@@ -75,7 +87,7 @@ class FakeResponder:
         self.published_before: list[list[Publish]] = []  # what was published when called
         self.fail_on: set[str] = set()
 
-    async def reply(self, conversation: Conversation) -> Reply:
+    async def reply(self, conversation: Conversation, profile: Any = None) -> Reply:
         self.calls.append([(t.role, t.text) for t in conversation.turns])
         self.published_before.append(list(self.harness.published))
         last = conversation.turns[-1].text
@@ -89,22 +101,28 @@ class Harness:
         self.store = InMemoryEventStore()
         self.published: list[Publish] = []
         self.responder = FakeResponder(self)
-        self.deps = Deps(self.store, self.responder, self.publish)
+        self.deps = Deps(self.store, self.responder)
+        self.deps_dedup = dedup_deps(self.store)
         self.customer = new_customer()
         self.cid = f"{PHONE}.{self.customer}"
 
-    async def publish(self, outputs: list[Publish], context: Context) -> None:
-        self.published.extend(outputs)
+    async def run(self, outputs: Outputs) -> list[Publish]:
+        """What the bus does: publish each batch before the handler's next step runs."""
+        done: list[Publish] = []
+        async for batch in batches(outputs):
+            self.published.extend(batch)
+            done.extend(batch)
+        return done
 
     async def deliver(self, *messages: dict[str, Any]) -> list[CustomerMessage]:
         """Record a webhook with these messages the way dedup does; its CustomerMessages."""
         body = json.dumps(messages_payload(list(messages), self.customer, PHONE, "Ada Lovelace"))
         delivery = WebhookDelivery(delivery_id=uuid.uuid4().hex, received_at=time.time(), body=body)
-        outputs = await record_delivery(self.store, delivery, ctx())
+        outputs = await record_delivery(self.deps_dedup, delivery, ctx())
         return [p.message for p in outputs if isinstance(p.message, CustomerMessage)]
 
-    async def handle(self, msg: CustomerMessage) -> list[Publish]:
-        return await handle_customer_message(msg, ctx(msg.conversation_id), self.deps)
+    async def handle(self, msg: CustomerMessage, deps: Deps | None = None) -> list[Publish]:
+        return await self.run(on_customer_message(msg, ctx(msg.conversation_id), deps or self.deps))
 
     def sends(self, outputs: list[Publish] | None = None) -> list[SendMessage]:
         source = self.published if outputs is None else outputs
@@ -115,7 +133,7 @@ class Harness:
 
     async def events(self) -> list[tuple[str, int]]:
         stream = await self.store.read_stream(conversation_stream(self.cid))
-        return [(e.type, e.data["seq"]) for e in stream]
+        return [(e.type, e.event.seq) for e in stream]  # type: ignore[attr-defined]
 
     async def state(self) -> Conversation:
         return await load(self.store, self.cid)
@@ -137,7 +155,7 @@ async def test_messages_in_order_get_one_reply_each_in_order(h: Harness) -> None
     assert [m.seq for m in msgs] == [0, 1, 2]
 
     for msg in msgs:
-        assert await h.handle(msg) == []
+        await h.handle(msg)
 
     sends = h.sends()
     assert [s.payload["text"]["body"] for s in sends] == ["re: one", "re: two", "re: three"]
@@ -310,7 +328,7 @@ async def test_system_and_unsupported_are_recorded_not_answered(
 ) -> None:
     [msg] = await h.deliver(from_fixture(key, h.customer))
     assert await h.handle(msg) == []
-    assert h.published == []
+    assert h.published == []  # neither read-marked nor answered
     assert h.responder.calls == []
     assert await h.events() == [(event, 0)]
     # ...and the conversation moves on to the next message.
@@ -342,7 +360,7 @@ async def test_every_answerable_kind_gets_a_reply(h: Harness, key: str) -> None:
     assert send.payload["text"]["body"] == f"re: {call[-1][1]}"
 
 
-async def test_record_failure_lets_the_next_message_through(h: Harness) -> None:
+async def test_giving_up_lets_the_next_message_through(h: Harness) -> None:
     h.responder.fail_on.add("boom")
     msgs = await h.deliver(text("boom", h.customer), text("after", h.customer))
 
@@ -352,7 +370,7 @@ async def test_record_failure_lets_the_next_message_through(h: Harness) -> None:
     assert h.sends() == []
 
     # The message went to the dead letters: the hook records the turn as failed.
-    await record_failure(msgs[0], ctx(), "RuntimeError: responder failed", h.deps)
+    await give_up_message(msgs[0], ctx(), "RuntimeError: responder failed", h.deps)
     assert await h.events() == [("TurnFailed", 0)]
     assert (await h.state()).failed == {0: "RuntimeError: responder failed"}
 
@@ -363,14 +381,14 @@ async def test_record_failure_lets_the_next_message_through(h: Harness) -> None:
 
     # A late dead-letter hook for a message that was handled changes nothing.
     before = await h.events()
-    await record_failure(msgs[1], ctx(), "late", h.deps)
+    await give_up_message(msgs[1], ctx(), "late", h.deps)
     assert await h.events() == before
 
 
-async def test_record_failure_marks_the_first_pending_seq(h: Harness) -> None:
+async def test_giving_up_marks_the_first_pending_seq(h: Harness) -> None:
     msgs = await h.deliver(*(text(t, h.customer) for t in ("a", "b", "c")))
     await h.handle(msgs[0])
-    await record_failure(msgs[2], ctx(), "gave up", h.deps)
+    await give_up_message(msgs[2], ctx(), "gave up", h.deps)
     assert (await h.events())[-1] == ("TurnFailed", 1)
     await h.handle(msgs[2])
     assert [s.payload["text"]["body"] for s in h.sends()] == ["re: a", "re: c"]
@@ -379,7 +397,7 @@ async def test_record_failure_marks_the_first_pending_seq(h: Harness) -> None:
 async def test_a_failed_turn_is_not_reemitted_as_a_reply(h: Harness) -> None:
     h.responder.fail_on.add("boom")
     [msg] = await h.deliver(text("boom", h.customer))
-    await record_failure(msg, ctx(), "gave up", h.deps)
+    await give_up_message(msg, ctx(), "gave up", h.deps)
     assert await h.handle(msg) == []
     assert h.sends() == []
 
@@ -448,7 +466,7 @@ class CountingStore(InMemoryEventStore):
 async def test_next_message_starts_from_the_kept_state_reading_only_newer_events() -> None:
     h = Harness()
     h.store = CountingStore()
-    h.deps = Deps(h.store, h.responder, h.publish)
+    h.deps = Deps(h.store, h.responder)
     msgs = [(await h.deliver(text(body, h.customer)))[0] for body in ("one", "two", "three")]
 
     for msg in msgs:
@@ -474,10 +492,10 @@ async def test_a_state_another_process_moved_on_from_is_refused_dropped_and_rere
     answers message 1. A's kept state is stale: when message 2 comes, its attempt to record
     turn 1 again must be noticed (stored events come back as duplicates), dropped, and the
     stream read: every message answered once, with the history the stream holds."""
-    other = Deps(h.store, h.responder, h.publish)
+    other = Deps(h.store, h.responder)
     m0, m1, m2 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one", "two")]
     await h.handle(m0)
-    await handle_customer_message(m1, ctx(h.cid), other)
+    await h.handle(m1, other)
     h.responder.fail_on.clear()
 
     await h.handle(m2)
@@ -502,7 +520,7 @@ async def test_a_state_behind_a_newer_append_is_refused_and_reread(h: Harness) -
     stale = await load(h.store, h.cid)
     await h.store.append(
         conversation_stream(h.cid),
-        [NewEvent("Noted", {"seq": 0})],
+        [NewEvent(TurnFailed(seq=0, error="noted elsewhere"))],
         expected_version=stale.version,
     )
 
@@ -516,10 +534,10 @@ async def test_a_kept_state_catches_up_before_deciding_without_an_append(h: Harn
     """Another process answered message 1 while this one kept the state of message 0. A
     redelivery of message 1 here must re-emit that process's reply (seen by reading the newer
     events), not answer it again."""
-    other = Deps(h.store, h.responder, h.publish)
+    other = Deps(h.store, h.responder)
     m0, m1 = [(await h.deliver(text(b, h.customer)))[0] for b in ("zero", "one")]
     await h.handle(m0)
-    await handle_customer_message(m1, ctx(h.cid), other)
+    await h.handle(m1, other)
     calls = len(h.responder.calls)
 
     [resent] = h.sends(await h.handle(m1))
@@ -555,3 +573,236 @@ async def test_kept_conversations_are_bounded() -> None:
         async with conversations.checkout(f"c{n}"):
             pass
     assert len(conversations) == 3
+
+
+async def test_an_unreadable_inbox_row_is_given_up_and_the_next_message_answered(
+    h: Harness,
+) -> None:
+    """A recorded message that no longer reads back (a bug, a hand-edited row) must not
+    hold the customer's later messages: it is given up, the next one is answered."""
+    await h.store.append(
+        f"inbox-{h.cid}",
+        [NewEvent(Unrecognised(type="MessageReceived", data={"wamid": "w"}))],
+    )
+    [msg] = await h.deliver(text("still there?", h.customer))
+    assert msg.seq == 1
+    await h.handle(msg)
+    assert [(s.seq, s.payload["text"]["body"]) for s in h.sends()] == [(1, "re: still there?")]
+    events = await h.events()
+    assert events == [("TurnFailed", 0), ("CustomerWrote", 1), ("BotReplied", 1)]
+    assert "unreadable inbox event" in (await h.state()).failed[0]
+
+
+def handling(h: Harness, action: str, assignee: str | None = None) -> ChangeHandling:
+    return ChangeHandling(
+        request_id=uuid.uuid4().hex,
+        conversation_id=h.cid,
+        action=action,
+        assignee=assignee,
+        actor="key_agent",
+    )
+
+
+async def change(h: Harness, msg: ChangeHandling) -> list[Publish]:
+    return await h.run(on_change_handling(msg, ctx(h.cid), h.deps))
+
+
+async def test_handed_off_the_bot_stays_silent_until_released(h: Harness) -> None:
+    [first] = await h.deliver(text("hello", h.customer))
+    await h.handle(first)
+    takeover = handling(h, "handoff", assignee="user_ada")
+    assert await change(h, takeover) == []
+    assert ((await h.state()).mode, (await h.state()).assignee) == ("agent", "user_ada")
+    # The customer's next messages are recorded, neither read-marked nor answered by the bot:
+    # the customer writing does not give the conversation back (evolution-api #2143).
+    for body in ("is anyone there?", "hello?"):
+        [msg] = await h.deliver(text(body, h.customer))
+        assert await h.handle(msg) == []
+    assert (await h.state()).mode == "agent"
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: hello"]
+    assert len(h.reads()) == 1
+    # The same request again (a redelivery) records nothing new.
+    await change(h, takeover)
+    assert [t for t, _ in await h.events()].count("HandedOff") == 1
+    # Released: the bot answers the next message (not the ones a person had).
+    await change(h, handling(h, "release"))
+    [back] = await h.deliver(text("thanks", h.customer))
+    await h.handle(back)
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: hello", "re: thanks"]
+
+
+async def test_handoff_without_an_assignee_waits_and_a_closed_conversation_reopens(
+    h: Harness,
+) -> None:
+    await change(h, handling(h, "handoff"))
+    assert (await h.state()).mode == "waiting"
+    await change(h, handling(h, "close"))
+    assert (await h.state()).mode == "closed"
+    [msg] = await h.deliver(text("hi again", h.customer))
+    await h.handle(msg)
+    assert (await h.state()).mode == "bot"
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: hi again"]
+    kinds = [t for t, _ in await h.events()]
+    assert kinds == ["HandedOff", "Closed", "Reopened", "CustomerWrote", "BotReplied"]
+
+
+def echo_delivery(h: Harness, body: str, wamid: str) -> WebhookDelivery:
+    """The business replying from its WhatsApp phone app (pywa's smb_message_echoes),
+    addressed to this test's customer."""
+    payload = pywa.payload("outgoing_message:text")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = PHONE
+    value["contacts"][0]["wa_id"] = h.customer
+    echo = value["message_echoes"][0]
+    echo.update({"id": wamid, "to": h.customer, "text": {"body": body}})
+    echo.pop("to_user_id"), echo.pop("to_parent_user_id")
+    return WebhookDelivery(
+        delivery_id=uuid.uuid4().hex, received_at=time.time(), body=json.dumps(payload)
+    )
+
+
+async def echo(h: Harness, delivery: WebhookDelivery) -> list[Publish]:
+    outputs = await record_delivery(h.deps_dedup, delivery, ctx())
+    [msg] = [p.message for p in outputs if isinstance(p.message, BusinessEcho)]
+    assert msg.conversation_id == h.cid
+    return await h.run(on_business_echo(msg, ctx(h.cid), h.deps))
+
+
+async def test_a_reply_from_the_phone_app_hands_the_conversation_to_a_person(h: Harness) -> None:
+    [first] = await h.deliver(text("hello", h.customer))
+    await h.handle(first)
+    delivery = echo_delivery(h, "I'll take it from here", "wamid.echo1")
+    assert await echo(h, delivery) == []  # already delivered by Meta: nothing to send
+    state = await h.state()
+    assert (state.mode, state.assignee) == ("waiting", None)
+    assert [(t.role, t.text) for t in state.turns][-1] == ("business", "I'll take it from here")
+    # The customer's next message is recorded and not answered by the bot.
+    [msg] = await h.deliver(text("great, thanks", h.customer))
+    assert await h.handle(msg) == []
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: hello"]
+    # The same echo again (Meta's redelivery) records nothing new.
+    assert await echo(h, delivery) == []
+    kinds = [t for t, _ in await h.events()]
+    assert kinds == ["CustomerWrote", "BotReplied", "PhoneAppWrote", "HandedOff", "CustomerWrote"]
+
+
+async def test_a_phone_app_reply_leaves_an_agents_conversation_theirs(h: Harness) -> None:
+    await change(h, handling(h, "handoff", assignee="user_ada"))
+    await echo(h, echo_delivery(h, "on it too", "wamid.echo2"))
+    state = await h.state()
+    assert (state.mode, state.assignee) == ("agent", "user_ada")
+    assert [t for t, _ in await h.events()] == ["HandedOff", "PhoneAppWrote"]
+
+
+def agent_message(h: Harness, body: str, actor: str, author: str = "agent") -> SendBusinessMessage:
+    return SendBusinessMessage(
+        message_id=uuid.uuid4().hex,
+        business_id="biz_1",
+        conversation_id=h.cid,
+        phone_number_id=PHONE,
+        to=h.customer,
+        message_type="text",
+        payload={"type": "text", "text": {"body": body}},
+        author=author,
+        actor=actor,
+    )
+
+
+async def write(h: Harness, msg: SendBusinessMessage) -> list[Publish]:
+    return await h.run(on_business_message(msg, ctx(h.cid), h.deps))
+
+
+async def test_an_agent_who_writes_first_owns_the_conversation(h: Harness) -> None:
+    [first] = await h.deliver(text("hello", h.customer))
+    await h.handle(first)
+    sent = agent_message(h, "Ada here, how can I help?", actor="usr_ada")
+    assert len(h.sends(await write(h, sent))) == 1
+    state = await h.state()
+    assert (state.mode, state.assignee) == ("agent", "usr_ada")
+    # The customer's reply to a person is not the bot's to answer.
+    [msg] = await h.deliver(text("my order is late", h.customer))
+    assert await h.handle(msg) == []
+    assert (await h.state()).mode == "agent"
+    # A redelivery of the agent's message hands off nothing again.
+    await write(h, sent)
+    kinds = [t for t, _ in await h.events()]
+    assert kinds == ["CustomerWrote", "BotReplied", "BusinessWrote", "HandedOff", "CustomerWrote"]
+
+
+async def test_an_agents_key_leaves_it_waiting_and_the_business_key_changes_nothing(
+    h: Harness,
+) -> None:
+    await write(h, agent_message(h, "notice", actor="key_biz", author="business"))
+    assert (await h.state()).mode == "bot"
+    await write(h, agent_message(h, "an agent's script", actor="key_agent"))
+    assert ((await h.state()).mode, (await h.state()).assignee) == ("waiting", None)
+    await write(h, agent_message(h, "still the script", actor="key_agent"))
+    assert (await h.state()).mode == "waiting"
+    # A person answering a waiting conversation takes it.
+    await write(h, agent_message(h, "Bo here", actor="usr_bo"))
+    assert ((await h.state()).mode, (await h.state()).assignee) == ("agent", "usr_bo")
+    # Another person writing into Bo's conversation does not take it from him.
+    await write(h, agent_message(h, "Ada too", actor="usr_ada"))
+    assert (await h.state()).assignee == "usr_bo"
+    assert [t for t, _ in await h.events()].count("HandedOff") == 2
+
+
+async def idle(h: Harness, since: int) -> list[Publish]:
+    msg = HandBack(conversation_id=h.cid, active_version=since)
+    return await h.run(on_hand_back(msg, ctx(h.cid), h.deps))
+
+
+async def version_of(h: Harness, kind: str) -> int:
+    stream = await h.store.read_stream(conversation_stream(h.cid))
+    return [e.version for e in stream if e.type == kind][-1]
+
+
+async def test_an_idle_conversation_goes_back_to_the_bot_once(h: Harness) -> None:
+    await change(h, handling(h, "handoff", assignee="usr_ada"))
+    [msg] = await h.deliver(text("hello?", h.customer))
+    await h.handle(msg)
+    # The timer counted from the handoff, but the customer wrote since: nothing.
+    await idle(h, await version_of(h, "HandedOff"))
+    assert (await h.state()).mode == "agent"
+    # Counted from the customer's message, nothing since: released, by idle, once.
+    since = await version_of(h, "CustomerWrote")
+    await idle(h, since)
+    await idle(h, since)
+    state = await h.state()
+    assert (state.mode, state.assignee) == ("bot", None)
+    stream = await h.store.read_stream(conversation_stream(h.cid))
+    released = [e.event for e in stream if e.type == "Released"]
+    assert [(r.by, r.reason, r.request_id) for r in released] == [("idle", "idle", f"idle:{since}")]
+    # The bot answers the customer's next message.
+    [back] = await h.deliver(text("anyone?", h.customer))
+    await h.handle(back)
+    assert [s.payload["text"]["body"] for s in h.sends()] == ["re: anyone?"]
+
+
+async def test_an_idle_timer_for_a_conversation_the_bot_has_does_nothing(h: Harness) -> None:
+    await change(h, handling(h, "handoff"))
+    since = await version_of(h, "HandedOff")
+    await change(h, handling(h, "release"))
+    await idle(h, since)
+    assert [t for t, _ in await h.events()] == ["HandedOff", "Released"]
+
+
+async def test_stop_and_start_without_a_bot_opt_out_and_in_and_the_llm_does_not_answer(
+    h: Harness,
+) -> None:
+    msgs = await h.deliver(
+        text("Stop", h.customer), text("hello", h.customer), text("START", h.customer)
+    )
+    for msg in msgs:
+        await h.handle(msg)
+
+    bodies = [s.payload["text"]["body"] for s in h.sends()]
+    assert bodies[0].startswith("You're unsubscribed")
+    assert bodies[1] == "re: hello"
+    assert bodies[2].startswith("You're subscribed again")
+    # The responder (the LLM) was asked about "hello" only.
+    assert [call[-1] for call in h.responder.calls] == [("customer", "hello")]
+    stream = await h.store.read_stream(conversation_stream(h.cid))
+    acted = [e.event.actions for e in stream if e.type == "BotActed"]  # type: ignore[attr-defined]
+    assert [[a["kind"] for a in actions] for actions in acted] == [["opt_out"], ["opt_in"]]
+    assert not (await h.state()).opted_out

@@ -19,13 +19,15 @@ from services.media.domain import (
     ANIMATED_STICKER_MAX,
     MAX_BYTES,
     MediaState,
-    content_key,
     expected_digest,
     is_ogg_opus,
     max_bytes,
     processed,
 )
-from shared.eventstore import Position, RecordedEvent
+from shared.events.conversation import MediaRequested
+from shared.events.media import MediaAttemptFailed, MediaFailed, MediaStored, MediaTranscribed
+from shared.eventstore import Event, Position, RecordedEvent
+from shared.media_store import content_key, media_owner
 from shared.schemas import MediaProcessed, ProcessMedia
 from tests.support.media_fakes import ogg_opus, spoken_text
 
@@ -56,6 +58,15 @@ def test_content_key_depends_only_on_the_bytes() -> None:
     assert content_key(a).endswith(a)
 
 
+def test_the_same_bytes_of_two_owners_get_two_keys() -> None:
+    sha = hashlib.sha256(b"same").hexdigest()
+    one, two = media_owner("100.391111111111"), media_owner("100.392222222222")
+    assert one != two and "391111111111" not in one
+    assert content_key(sha, one) != content_key(sha, two)
+    assert content_key(sha, one) == content_key(sha, media_owner("100.391111111111"))
+    assert content_key(sha, one).endswith(sha)
+
+
 def test_ogg_opus_is_recognised_and_other_audio_is_not() -> None:
     ogg = ogg_opus("hello there")
     assert is_ogg_opus(ogg)
@@ -66,16 +77,9 @@ def test_ogg_opus_is_recognised_and_other_audio_is_not() -> None:
     assert not is_ogg_opus(vorbis)
 
 
-def recorded(type_: str, data: dict[str, Any], version: int) -> RecordedEvent:
+def recorded(event: Event, version: int) -> RecordedEvent:
     return RecordedEvent(
-        uuid.uuid4(),
-        "media-w",
-        version,
-        Position(version, version),
-        type_,
-        data,
-        {},
-        datetime.now(UTC),
+        uuid.uuid4(), "media-w", version, Position(version, version), event, {}, datetime.now(UTC)
     )
 
 
@@ -91,18 +95,29 @@ def command(kind: str, **media: Any) -> ProcessMedia:
 
 
 def test_a_stream_is_finished_when_stored_and_for_audio_transcribed() -> None:
-    stored = recorded("MediaStored", {"sha256": "ab", "size": 5, "store_key": "k"}, 0)
+    stored = recorded(
+        MediaStored(
+            conversation_id="p.c",
+            seq=3,
+            wamid="w",
+            kind="audio",
+            sha256="ab",
+            size=5,
+            store_key="k",
+        ),
+        0,
+    )
     state = MediaState.from_events("w", [stored])
     assert state.finished("image") and not state.finished("audio")
-    attempt = recorded("MediaAttemptFailed", {"reason": "timeout"}, 1)
+    attempt = recorded(MediaAttemptFailed(wamid="w", attempt=1, reason="timeout"), 1)
     state = MediaState.from_events("w", [stored, attempt])
     assert state.attempts_failed == 1 and not state.finished("audio")
-    done = recorded("MediaTranscribed", {"text": "hi", "available": True}, 2)
+    done = recorded(MediaTranscribed(wamid="w", text="hi", available=True), 2)
     state = MediaState.from_events("w", [stored, attempt, done])
     assert state.finished("audio") and state.version == 2
     answer = processed(command("audio", voice=True), state)
     assert (answer.stored, answer.transcription, answer.transcript) == (True, "ok", "hi")
-    failed = MediaState.from_events("w", [recorded("MediaFailed", {"reason": "not_found"}, 0)])
+    failed = MediaState.from_events("w", [recorded(MediaFailed(wamid="w", reason="not_found"), 0)])
     assert failed.finished("audio")
     answer = processed(command("audio", voice=True), failed)
     assert (answer.stored, answer.failure, answer.transcription) == (False, "not_found", "failed")
@@ -148,7 +163,15 @@ def result(kind: str, **fields: Any) -> MediaProcessed:
 def test_the_turn_a_processed_file_makes(
     request_: dict[str, Any], answer: MediaProcessed, text: str
 ) -> None:
-    got, detail = media_turn(request_, answer)
+    request = MediaRequested(
+        seq=3,
+        wamid="wamid.X",
+        kind=answer.kind,
+        phone_number_id="p",
+        customer="c",
+        **request_,
+    )
+    got, detail = media_turn(request, answer)
     assert got == text
     assert detail["failure"] == answer.failure and detail["stored"] == answer.stored
 

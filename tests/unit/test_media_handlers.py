@@ -15,28 +15,27 @@ from typing import Any
 
 import aiohttp
 import boto3
+import msgspec
 import pytest
 import pytest_asyncio
 from moto.server import ThreadedMotoServer
 
 from services.media.audio import ElevenLabsSpeech, OpenAITranscriber, UnavailableTranscriber
-from services.media.domain import content_key, media_stream
 from services.media.graph import GraphMedia
 from services.media.handlers import (
     Deps,
     MediaAttemptError,
-    deliver_reply,
+    prepare_voice,
     process_media,
     record_dead_letter,
-    send_media,
-    voice_stream,
 )
-from services.media.store import LocalStore, MediaStore, S3Store
 from shared.broker.bus import Context, Publish
 from shared.config import Settings
+from shared.events.media import media_stream, voice_stream
 from shared.eventstore.memory import InMemoryEventStore
+from shared.media_store import LocalStore, S3Store, content_key, make_store, media_owner
 from shared.resilience import Upstream
-from shared.schemas import DeliverReply, MediaProcessed, ProcessMedia, SendMedia, SendMessage
+from shared.schemas import MediaProcessed, PrepareVoice, ProcessMedia, VoiceFailed, VoicePrepared
 from tests.support.fakes import Fault
 from tests.support.media_fakes import (
     FakeElevenLabs,
@@ -78,7 +77,8 @@ class Kit:
     published: list[Publish] = field(default_factory=list)
 
     async def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(e.type, e.data) for e in await self.deps.store.read_stream(stream)]
+        recorded = await self.deps.store.read_stream(stream)
+        return [(e.type, msgspec.to_builtins(e.event)) for e in recorded]
 
 
 @pytest_asyncio.fixture
@@ -92,15 +92,10 @@ async def kit(
 
         tmp = tmp_path / ".incoming"
         tmp.mkdir()
-        published: list[Publish] = []
-
-        async def publish(outputs: list[Publish], _: Context) -> None:
-            published.extend(outputs)
-
         deps = Deps(
             InMemoryEventStore(),
             LocalStore(tmp_path),
-            GraphMedia(upstream("whatsapp-media"), graph.url, "test-token", 5.0),
+            fixed(GraphMedia(upstream("whatsapp-media"), graph.url, "test-token", 5.0)),
             OpenAITranscriber(upstream("openai-audio"), openai.url, "test-key", "whisper-1"),
             ElevenLabsSpeech(
                 upstream("elevenlabs"),
@@ -110,11 +105,19 @@ async def kit(
                 "eleven_multilingual_v2",
                 "opus_48000_64",
             ),
-            publish,
             tmp,
             max_attempts=3,
         )
-        yield Kit(deps, tmp_path, published)
+        yield Kit(deps, tmp_path)
+
+
+def fixed(graph: GraphMedia | None) -> Any:
+    """Every number's Graph client is this one (None: a number without a token)."""
+
+    async def for_number(_: str) -> GraphMedia | None:
+        return graph
+
+    return for_number
 
 
 def command(kind: str, media: dict[str, Any]) -> ProcessMedia:
@@ -210,7 +213,7 @@ async def test_without_an_openai_key_a_voice_note_is_kept_and_marked_unavailable
 
 
 async def test_without_an_access_token_media_is_recorded_as_not_received(kit: Kit) -> None:
-    kit.deps.graph = None
+    kit.deps.graph = fixed(None)
     cmd = command("image", {"id": "123"})
     done = answer(await process_media(cmd, ctx(), kit.deps))
     assert (done.stored, done.failure) == (False, "not_configured")
@@ -218,10 +221,10 @@ async def test_without_an_access_token_media_is_recorded_as_not_received(kit: Ki
 
 async def test_the_dead_letter_hook_records_the_failure_and_still_answers(kit: Kit) -> None:
     cmd = command("video", {"id": "123"})
-    await record_dead_letter(cmd, ctx(), "undecodable", kit.deps)
+    published = await record_dead_letter(cmd, ctx(), "undecodable", kit.deps)
     failed = dict(await kit.events(media_stream(cmd.wamid)))["MediaFailed"]
     assert (failed["stage"], failed["reason"]) == ("process", "dead_lettered")
-    assert answer(kit.published).failure == "dead_lettered"
+    assert answer(published).failure == "dead_lettered"
 
 
 # --- S3-compatible store (moto's server, real HTTP on loopback) ---------------------------------
@@ -303,125 +306,115 @@ async def test_media_is_processed_into_an_s3_store(
         assert path.read_bytes() == voice
 
 
-# --- replies -------------------------------------------------------------------------------------
+# --- voice replies -------------------------------------------------------------------------------
 
 
-def reply(voice: bool = True, text: str = "see you at eight") -> DeliverReply:
-    return DeliverReply(
+def reply(text: str = "see you at eight") -> PrepareVoice:
+    return PrepareVoice(
         command_id=str(uuid.uuid4()),
         conversation_id=f"{PHONE}.39111",
         phone_number_id=PHONE,
-        to="39111",
-        text=text,
         seq=4,
-        voice=voice,
+        text=text,
     )
 
 
-def sent(outputs: list[Publish]) -> SendMessage:
+def voiced(outputs: list[Publish]) -> VoicePrepared | VoiceFailed:
+    """The media service answers the conversation, which sends: it never sends itself."""
     [out] = outputs
-    assert out.stage == "outbound" and isinstance(out.message, SendMessage)
+    assert out.stage == "conversation" and out.key == f"{PHONE}.39111"
+    assert isinstance(out.message, VoicePrepared | VoiceFailed)
     return out.message
 
 
-async def test_a_voice_reply_is_spoken_uploaded_and_sent_by_id_once(
+async def test_a_voice_reply_is_spoken_uploaded_and_answered_with_its_media_id_once(
     kit: Kit, graph: FakeGraphMedia, eleven: FakeElevenLabs
 ) -> None:
     cmd = reply()
-    send = sent(await deliver_reply(cmd, ctx(), kit.deps))
-    assert send.command_id == cmd.command_id
-    assert send.payload["type"] == "audio"
-    upload = graph.upload(send.payload["audio"]["id"])
+    answered = voiced(await prepare_voice(cmd, ctx(), kit.deps))
+    assert isinstance(answered, VoicePrepared)
+    assert (answered.command_id, answered.seq) == (cmd.command_id, 4)
+    upload = graph.upload(answered.media_id)
     assert (upload["phone_number_id"], upload["type"]) == (PHONE, "audio/ogg")
     assert spoken_text(upload["data"]) == cmd.text
     [synthesis] = eleven.syntheses
     assert (synthesis.voice_id, synthesis.output_format) == ("voice-1", "opus_48000_64")
-    # Redelivered: the same message again, nothing synthesised or uploaded twice.
-    assert sent(await deliver_reply(cmd, ctx(), kit.deps)) == send
+    # Redelivered: the same answer again, nothing synthesised or uploaded twice.
+    assert voiced(await prepare_voice(cmd, ctx(), kit.deps)) == answered
     assert len(eleven.syntheses) == 1 and len(graph.uploads) == 1
 
 
-async def test_a_failing_synthesis_falls_back_to_text_and_stays_text(
+async def test_a_failing_synthesis_is_answered_as_failed_and_stays_so(
     kit: Kit, eleven: FakeElevenLabs
 ) -> None:
     eleven.fail_always(Fault(status=500))
     cmd = reply()
-    send = sent(await deliver_reply(cmd, ctx(), kit.deps))
-    assert send.payload == {"type": "text", "text": {"body": cmd.text, "preview_url": False}}
+    answered = voiced(await prepare_voice(cmd, ctx(), kit.deps))
+    assert isinstance(answered, VoiceFailed) and answered.reason == "elevenlabs_500"
     [(kind, data)] = await kit.events(voice_stream(cmd.command_id))
     assert (kind, data["reason"]) == ("VoiceReplyFellBack", "elevenlabs_500")
     tries = len(eleven.requests)
     eleven.clear_faults()
-    # The decision stands: a redelivery sends the same text, it does not try speech again.
-    assert sent(await deliver_reply(cmd, ctx(), kit.deps)) == send
+    # The decision stands: a redelivery answers the same, it does not try speech again.
+    assert voiced(await prepare_voice(cmd, ctx(), kit.deps)) == answered
     assert len(eleven.requests) == tries
 
 
-async def test_speech_that_is_not_ogg_opus_is_never_sent_as_a_voice_note(
+async def test_speech_that_is_not_ogg_opus_is_never_uploaded_as_a_voice_note(
     kit: Kit, graph: FakeGraphMedia
 ) -> None:
     assert isinstance(kit.deps.speech, ElevenLabsSpeech)
     kit.deps.speech.output_format = "mp3_44100_128"
-    send = sent(await deliver_reply(reply(), ctx(), kit.deps))
-    assert send.payload["type"] == "text"
+    answered = voiced(await prepare_voice(reply(), ctx(), kit.deps))
+    assert isinstance(answered, VoiceFailed) and answered.reason == "not_ogg_opus"
     assert graph.uploads == []
 
 
-async def test_a_text_reply_on_the_media_path_is_passed_on_as_text(kit: Kit) -> None:
-    cmd = reply(voice=False)
-    send = sent(await deliver_reply(cmd, ctx(), kit.deps))
-    assert send.payload["text"]["body"] == cmd.text and send.seq == cmd.seq
-    assert await kit.events(voice_stream(cmd.command_id)) == []
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The most permissive umask: whatever the service's is, customers' files stay private."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
-async def store_file(store: MediaStore, tmp: Path, data: bytes, mime: str) -> str:
-    key, _ = await store.put(temp_file(tmp, data), hashlib.sha256(data).hexdigest(), mime)
-    return key
+def modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
 
 
-@pytest.mark.parametrize(
-    ("kind", "mime", "caption", "filename", "body"),
-    [
-        ("image", "image/jpeg", "our menu", "", {"caption": "our menu"}),
-        (
-            "document",
-            "application/pdf",
-            "prices",
-            "prices.pdf",
-            {"caption": "prices", "filename": "prices.pdf"},
-        ),
-        ("audio", "audio/ogg", "", "", {}),
-        ("video", "video/mp4", "tour", "", {"caption": "tour"}),
-        ("sticker", "image/webp", "", "", {}),
-    ],
-)
-async def test_the_bot_sends_a_stored_file_by_uploading_it_first(
-    kit: Kit,
-    graph: FakeGraphMedia,
-    kind: str,
-    mime: str,
-    caption: str,
-    filename: str,
-    body: dict[str, str],
+async def test_customers_files_and_folders_are_private_whatever_the_umask(
+    open_umask: None, tmp_path: Path, graph: FakeGraphMedia, openai: FakeOpenAIAudio
 ) -> None:
-    data = os.urandom(4000)
-    key = await store_file(kit.deps.media, kit.deps.tmp_dir, data, mime)
-    cmd = SendMedia(
-        command_id=str(uuid.uuid4()),
-        conversation_id=f"{PHONE}.39111",
-        phone_number_id=PHONE,
-        to="39111",
-        kind=kind,
-        store_key=key,
-        mime_type=mime,
-        caption=caption,
-        filename=filename,
-    )
-    send = sent(await send_media(cmd, ctx(), kit.deps))
-    media_id = send.payload[kind].pop("id")
-    assert send.payload == {"type": kind, kind: body}
-    upload = graph.upload(media_id)
-    assert (upload["data"], upload["type"], upload["phone_number_id"]) == (data, mime, PHONE)
-    # Redelivered: sent by the recorded id, not uploaded again.
-    assert sent(await send_media(cmd, ctx(), kit.deps)).payload[kind]["id"] == media_id
-    assert len(graph.uploads) == 1
+    root = tmp_path / "media"
+    store, tmp_dir = make_store(Settings(media_dir=str(root)))
+    assert modes(root) == {".": 0o700, ".incoming": 0o700}
+    async with aiohttp.ClientSession() as session:
+        deps = Deps(
+            InMemoryEventStore(),
+            store,
+            fixed(GraphMedia(Upstream("g", session, 5.0, 5, 30.0), graph.url, "test-token", 5.0)),
+            OpenAITranscriber(Upstream("o", session, 5.0, 5, 30.0), openai.url, "test-key", "w"),
+            None,
+            tmp_dir,
+            max_attempts=3,
+        )
+        content = os.urandom(5000)
+        fake = graph.add_media(content, "image/jpeg")
+        stored = answer(await process_media(command("image", {"id": fake.media_id}), ctx(), deps))
+    assert stored.stored
+    sha = hashlib.sha256(content).hexdigest()
+    key = content_key(sha, media_owner(command("image", {"id": fake.media_id}).conversation_id))
+    assert (root / key).read_bytes() == content
+    found = modes(root)
+    assert found.pop(key) == 0o600
+    assert set(found.values()) == {0o700}, found  # ., .incoming, sha256, its owner, xx
+
+    # A file left by an older version (or another writer) is made private as it is kept.
+    loose = tmp_dir / "loose.part"
+    loose.write_bytes(b"voice")
+    loose.chmod(0o666)
+    key2, _ = await store.put(loose, hashlib.sha256(b"voice").hexdigest(), "audio/ogg")
+    assert (root / key2).stat().st_mode & 0o777 == 0o600
+    assert all(m == 0o700 for p, m in modes(root).items() if (root / p).is_dir())

@@ -7,10 +7,11 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
@@ -27,18 +28,25 @@ from services.outbound.handlers import (
 from services.outbound.lifecycle import fold
 from services.outbound.ratelimit import RateLimiter
 from shared.broker.bus import Context
+from shared.config import Settings
+from shared.directory import Directory, Number
 from shared.errors import RetryLater
-from shared.eventstore import NewEvent
+from shared.events.outbound import SendAttemptFailed, SendStarted
+from shared.eventstore import NewEvent, RecordedEvent
 from shared.eventstore.memory import InMemoryEventStore
 from shared.payloads import status_payload
-from shared.resilience import Upstream, UpstreamError
+from shared.resilience import UpstreamError, Upstreams
 from shared.schemas import MarkRead, SendMessage, StatusUpdate, WebhookDelivery
 from tests.conftest import GRAPH_ACCESS_TOKEN
 from tests.support import pywa
-from tests.support.fakes import FakeGraphAPI, Fault, meta_error, sends_to
+from tests.support.fakes import FakeGraphAPI, Fault, dedup_deps, meta_error, sends_to
 
 PHONE = "100000000000001"
 MAX_TRIES = 3
+
+
+def data(recorded: RecordedEvent) -> dict[str, Any]:
+    return msgspec.to_builtins(recorded.event)
 
 
 def new_customer() -> str:
@@ -83,17 +91,18 @@ class Outbound:
 def make_deps(
     store: InMemoryEventStore, session: aiohttp.ClientSession, url: str, **kw: Any
 ) -> Deps:
-    upstream = Upstream(
+    upstreams = Upstreams(
         "whatsapp",
         session,
-        timeout=kw.pop("timeout", 2.0),
+        kw.pop("timeout", 2.0),
         fail_max=kw.pop("fail_max", 5),
         reset_timeout=kw.pop("reset_timeout", 30.0),
         max_tries=MAX_TRIES,
         backoff_factor=0.01,
     )
     token = kw.pop("token", GRAPH_ACCESS_TOKEN)
-    return Deps(store, GraphClient(upstream, url + "/v23.0", token), RateLimiter(1000.0))
+    directory = Directory(Settings(whatsapp_access_token=token), None)
+    return Deps(store, GraphClient(upstreams, url + "/v23.0"), RateLimiter(1000.0), directory)
 
 
 @pytest.fixture
@@ -113,13 +122,13 @@ async def test_success_records_send_succeeded_and_message_sent(ob: Outbound) -> 
     assert sent["body"]["messaging_product"] == "whatsapp"
     events = await ob.outbox_events(cmd)
     assert [e.type for e in events] == ["SendStarted", "SendSucceeded"]
-    assert events[1].data["wamid"] == sent["wamid"]
+    assert data(events[1])["wamid"] == sent["wamid"]
     [message_sent] = await ob.store.read_stream(message_stream(sent["wamid"]))
     assert message_sent.type == "MessageSent"
-    assert message_sent.data["command_id"] == cmd.command_id
-    assert message_sent.data["conversation_id"] == cmd.conversation_id
-    assert message_sent.data["payload"] == cmd.payload
-    assert message_sent.data["dry_run"] is False
+    assert data(message_sent)["command_id"] == cmd.command_id
+    assert data(message_sent)["conversation_id"] == cmd.conversation_id
+    assert data(message_sent)["payload"] == cmd.payload
+    assert data(message_sent)["dry_run"] is False
 
 
 async def test_redelivered_command_sends_nothing_again(ob: Outbound) -> None:
@@ -153,8 +162,8 @@ async def test_a_redelivery_after_a_failed_attempt_sends_the_next_attempt(ob: Ou
     await ob.store.append(
         outbox_stream(cmd.command_id),
         [
-            NewEvent("SendStarted", {"attempt": 1, "conversation_id": cmd.conversation_id}),
-            NewEvent("SendAttemptFailed", {"attempt": 1, "error": "ServerError"}),
+            NewEvent(SendStarted(attempt=1, conversation_id=cmd.conversation_id)),
+            NewEvent(SendAttemptFailed(attempt=1, error="ServerError")),
         ],
     )
     before = uncertain_sends()
@@ -164,7 +173,7 @@ async def test_a_redelivery_after_a_failed_attempt_sends_the_next_attempt(ob: Ou
     assert len(ob.graph_api.sent_to(ob.customer)) == 1
     events = await ob.outbox_events(cmd)
     assert [e.type for e in events][2:] == ["SendStarted", "SendSucceeded"]
-    assert events[2].data["attempt"] == 2
+    assert data(events[2])["attempt"] == 2
     assert uncertain_sends() == before  # it ended cleanly: not an interrupted send
 
 
@@ -173,7 +182,7 @@ async def test_interrupted_send_is_counted_recorded_and_sent(ob: Outbound) -> No
     # A previous attempt crashed inside the Graph API call: SendStarted is the last event.
     await ob.store.append(
         outbox_stream(cmd.command_id),
-        [NewEvent("SendStarted", {"attempt": 1, "conversation_id": cmd.conversation_id})],
+        [NewEvent(SendStarted(attempt=1, conversation_id=cmd.conversation_id))],
     )
     before = uncertain_sends()
 
@@ -187,7 +196,7 @@ async def test_interrupted_send_is_counted_recorded_and_sent(ob: Outbound) -> No
         "SendStarted",
         "SendSucceeded",
     ]
-    assert events[2].data["attempt"] == 2
+    assert data(events[2])["attempt"] == 2
     assert ob.graph_api.texts_to(ob.customer) == ["after the crash"]
 
 
@@ -199,8 +208,8 @@ async def test_window_closed_131047_is_a_permanent_failure(ob: Outbound) -> None
 
     events = await ob.outbox_events(cmd)
     assert [e.type for e in events] == ["SendStarted", "SendFailed"]
-    assert events[-1].data["code"] == 131047
-    assert events[-1].data["status"] == 400
+    assert data(events[-1])["code"] == 131047
+    assert data(events[-1])["status"] == 400
     assert len(ob.sends()) == 1, "a permanent refusal is not retried"
     assert ob.graph_api.sent == []
     # Redelivered: the outbox is finished, nothing is sent.
@@ -324,7 +333,7 @@ async def test_mark_read_is_one_try_and_never_raises(ob: Outbound) -> None:
 
 
 async def test_dry_run_records_without_sending(ob: Outbound) -> None:
-    deps = Deps(ob.store, None, RateLimiter(1000.0))
+    deps = replace(ob.deps, directory=Directory(Settings(whatsapp_access_token=""), None))
     cmd = ob.command()
     await send_message(cmd, ctx(), deps)
     assert await ob.outbox(cmd) == ["SendStarted", "SendSucceeded"]
@@ -348,14 +357,14 @@ async def receive_status(
         wamid, status, ob.customer, PHONE, timestamp=str(int(time.time())), errors=errors
     )
     delivery = WebhookDelivery(uuid.uuid4().hex, time.time(), json.dumps(payload))
-    [publish] = await record_delivery(ob.store, delivery, ctx())
+    [publish] = await record_delivery(dedup_deps(ob.store), delivery, ctx())
     assert isinstance(publish.message, StatusUpdate)
     assert await track_status(publish.message, ctx(), ob.deps) == []
 
 
 async def lifecycle(ob: Outbound, wamid: str) -> list[dict[str, Any]]:
     events = await ob.store.read_stream(message_stream(wamid))
-    return [e.data for e in events if e.type == "LifecycleChanged"]
+    return [data(e) for e in events if e.type == "LifecycleChanged"]
 
 
 async def test_statuses_in_order_advance_the_lifecycle(ob: Outbound) -> None:
@@ -373,7 +382,9 @@ async def test_out_of_order_statuses_never_move_back(ob: Outbound) -> None:
     for status in ("read", "sent", "delivered"):
         await receive_status(ob, wamid, status)
     assert [c["status"] for c in await lifecycle(ob, wamid)] == ["read"]
-    assert fold(await ob.store.read_stream(message_stream(wamid))).status == "read"
+    assert (
+        fold([e.event for e in await ob.store.read_stream(message_stream(wamid))]).status == "read"
+    )
 
 
 async def test_a_repeated_status_records_nothing_new(ob: Outbound) -> None:
@@ -394,5 +405,26 @@ async def test_failed_is_final_and_keeps_its_errors(ob: Outbound) -> None:
     changes = await lifecycle(ob, wamid)
     assert [c["status"] for c in changes] == ["sent", "failed"]
     assert changes[-1]["errors"] == errors
-    life = fold(await ob.store.read_stream(message_stream(wamid)))
+    life = fold([e.event for e in await ob.store.read_stream(message_stream(wamid))])
     assert (life.status, life.errors) == ("failed", errors)
+
+
+async def test_each_number_sends_with_its_own_token_and_a_user_id_by_recipient(
+    ob: Outbound,
+) -> None:
+    """Two businesses' numbers: each send carries its own number's token (never another's),
+    and a customer known only by a business-scoped user id is addressed as `recipient`."""
+    own, other = "200000000000001", "200000000000002"
+    ob.graph_api.tokens.update({own: "token-of-own", other: "token-of-other"})
+    for pid, token in ((own, "token-of-own"), (other, "token-of-other")):
+        ob.deps.directory.snapshot.numbers[pid] = Number(
+            phone_number_id=pid, business_id=f"biz-{pid}", access_token=token
+        )
+    user_id = "BR.15029" + uuid.uuid4().hex[:8]
+    for pid, to in ((own, ob.customer), (other, user_id)):
+        cmd = msgspec.structs.replace(ob.command(), phone_number_id=pid, to=to)
+        await send_message(cmd, ctx(), ob.deps)
+    sent = {s["phone_number_id"]: s for s in ob.graph_api.sent}
+    assert sent[own]["token"] == "token-of-own" and sent[own]["addressed_by"] == "to"
+    assert sent[other]["token"] == "token-of-other" and sent[other]["to"] == user_id
+    assert sent[other]["addressed_by"] == "recipient" and "to" not in sent[other]["body"]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services.ingress.signature import is_valid, sign
+from shared.meta.signature import is_valid, sign
 from tests.support import pywa
 
 SECRET = "app-secret"
@@ -65,3 +65,9 @@ def test_malformed_header_is_rejected(header: str) -> None:
 
 def test_no_secret_configured_rejects_everything() -> None:
     assert not is_valid("", BODY, meta_header("", BODY))
+
+
+def test_a_header_that_is_not_utf8_is_invalid_not_an_error() -> None:
+    # aiohttp hands undecodable header bytes over as surrogates.
+    assert not is_valid(SECRET, BODY, "sha256=\udcff\udcfe")
+    assert not is_valid(SECRET, BODY, "sha256=ÿþ")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.dedup.split import Change, Inbound, Status, split_delivery
+from services.dedup.split import Change, Echo, Inbound, Preference, Status, split_delivery
 from tests.support import pywa
 
 ALL = pywa.payloads()
@@ -19,6 +19,12 @@ def expected_items(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     for entry in payload["entry"]:
         for change in entry["changes"]:
             value = change["value"]
+            if change["field"] == "smb_message_echoes":
+                out += [("echo", m) for m in value["message_echoes"]]
+                continue
+            if change["field"] == "user_preferences":
+                out += [("preference", p) for p in value["user_preferences"]]
+                continue
             if change["field"] != "messages":
                 out.append(("change", change["field"]))
                 continue
@@ -29,9 +35,13 @@ def expected_items(payload: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def kind_and_raw(item: Inbound | Status | Change) -> tuple[str, Any]:
+def kind_and_raw(item: Inbound | Status | Echo | Change | Preference) -> tuple[str, Any]:
     if isinstance(item, Inbound):
         return ("inbound", item.message)
+    if isinstance(item, Echo):
+        return ("echo", item.message)
+    if isinstance(item, Preference):
+        return ("preference", item.raw)
     if isinstance(item, Status):
         return ("status", item.raw)
     return ("change", item.field)
@@ -121,8 +131,6 @@ def test_failed_status_keeps_its_errors() -> None:
         ("template_category_update:", "template_category_update"),
         ("template_quality_update:", "message_template_quality_update"),
         ("template_components_update:", "message_template_components_update"),
-        ("outgoing_message:", "smb_message_echoes"),
-        ("user_marketing_preferences:", "user_preferences"),
     ],
 )
 def test_other_fields_become_changes_with_the_whole_change(prefix: str, field: str) -> None:
@@ -136,6 +144,60 @@ def test_other_fields_become_changes_with_the_whole_change(prefix: str, field: s
         assert item.waba_id == payload["entry"][0]["id"]
         assert item.value == payload["entry"][0]["changes"][0]
         assert len(item.fingerprint) == 64
+
+
+@pytest.mark.parametrize("kind", ["text", "delete", "edit"])
+def test_phone_app_echoes_become_echoes_to_their_recipient(kind: str) -> None:
+    payload = pywa.payload(f"outgoing_message:{kind}")
+    value = payload["entry"][0]["changes"][0]["value"]
+    [raw] = value["message_echoes"]
+    [item] = split_delivery(payload)
+    assert isinstance(item, Echo)
+    assert (item.wamid, item.customer, item.type) == (raw["id"], raw["to"], raw["type"])
+    assert item.phone_number_id == value["metadata"]["phone_number_id"]
+    assert item.conversation_id == f"{item.phone_number_id}.{raw['to']}"
+    assert item.message == raw
+
+
+def test_an_echo_without_a_recipient_or_an_id_is_kept_as_a_change() -> None:
+    payload = pywa.payload("outgoing_message:text")
+    [echo] = payload["entry"][0]["changes"][0]["value"]["message_echoes"]
+    del echo["to"], echo["to_user_id"]
+    [item] = split_delivery(payload)
+    assert isinstance(item, Change) and item.field == "smb_message_echoes"
+    payload["entry"][0]["changes"][0]["value"]["message_echoes"] = "not a list"
+    [item] = split_delivery(payload)
+    assert isinstance(item, Change) and item.field == "smb_message_echoes"
+
+
+@pytest.mark.parametrize(("key", "value"), [("resume", "resume"), ("signup", "signup")])
+def test_user_preferences_become_preference_items(key: str, value: str) -> None:
+    payload = pywa.payload(f"user_marketing_preferences:{key}")
+    raw = payload["entry"][0]["changes"][0]["value"]["user_preferences"][0]
+    [item] = split_delivery(payload)
+    assert isinstance(item, Preference)
+    assert (item.waba_id, item.phone_number_id) == ("102290129340398", "106540352242922")
+    # The preference's own wa_id, not the contact's beside it (another customer there).
+    assert (item.wa_id, item.user_id) == (raw["wa_id"], "")
+    assert (item.value, item.category, item.timestamp) == (
+        value,
+        "marketing_messages",
+        "1731705721",
+    )
+    assert item.raw == raw
+
+
+def test_a_stop_names_its_contacts_user_id_and_bad_entries_stay_changes() -> None:
+    payload = pywa.payload("user_marketing_preferences:resume")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["contacts"][0]["wa_id"] = "16505551234"
+    value["user_preferences"][0]["value"] = "stop"
+    value["user_preferences"].append({"detail": "no id", "value": "stop"})
+    first, second = split_delivery(payload)
+    assert isinstance(first, Preference)
+    assert (first.value, first.user_id) == ("stop", "US.13491208655302741918")
+    assert isinstance(second, Change)
+    assert second.field == "user_preferences.unrecognized"
 
 
 def test_call_status_is_not_mistaken_for_a_message_status() -> None:
@@ -317,3 +379,55 @@ def test_messages_without_id_are_kept_as_changes() -> None:
     assert items[0].field == "messages.unrecognized"
     assert items[0].value == {"type": "text"}
     assert items[1].message == good
+
+
+def _delivery(messages: Any = None, statuses: Any = None, waba: Any = "200") -> dict[str, Any]:
+    value: dict[str, Any] = {"metadata": {"phone_number_id": "100"}}
+    if messages is not None:
+        value["messages"] = messages
+    if statuses is not None:
+        value["statuses"] = statuses
+    return {"entry": [{"id": waba, "changes": [{"field": "messages", "value": value}]}]}
+
+
+def _text(wamid: str, sender: str = "3912345") -> dict[str, Any]:
+    return {"id": wamid, "from": sender, "type": "text", "text": {"body": "hi"}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"entry": [{"id": "200", "changes": 5}]},  # changes not a list
+        {"entry": [{"id": "200", "changes": "x"}]},
+        {"entry": [{"id": {"deep": 1}, "changes": [{"field": {"x": 1}, "value": 1}]}]},
+        _delivery(messages={"not": "a list"}),
+        _delivery(statuses=7),
+    ],
+)
+def test_odd_shapes_are_kept_whole_as_changes(payload: Any) -> None:
+    items = split_delivery(payload)
+    assert items and all(isinstance(i, Change) for i in items)
+    assert all(len(i.waba_id) <= 100 and len(i.field) <= 100 for i in items)
+
+
+def test_ids_too_long_or_not_ids_never_name_a_stream_but_are_kept() -> None:
+    """A 10 KB wamid or a 300-character sender would overflow a stream name index or a
+    routing key: the item is kept as a Change, its neighbours are recorded as usual."""
+    good = _text("wamid.good")
+    payload = _delivery(
+        messages=[_text("w" * 10_000), good, _text("wamid.x", sender="3" * 300)],
+        statuses=[{"id": "s" * 10_000, "status": "read"}, {"id": "wamid.ok", "status": "sent"}],
+        waba="9" * 500,
+    )
+    items = split_delivery(payload)
+    kinds = [type(i).__name__ for i in items]
+    assert kinds == ["Change", "Inbound", "Change", "Change", "Status"]
+    [inbound] = [i for i in items if isinstance(i, Inbound)]
+    assert inbound.message == good and inbound.waba_id == "unknown"
+    assert all(len(i.conversation_id) < 255 for i in items if isinstance(i, Inbound | Status))
+
+
+@pytest.mark.parametrize("bad", ["wamid with space", "wamid.\x00nul", "wamid.\u200bzw", ""])
+def test_ids_with_spaces_or_control_characters_are_not_ids(bad: str) -> None:
+    [item] = split_delivery(_delivery(messages=[_text(bad)]))
+    assert isinstance(item, Change)

@@ -10,9 +10,11 @@ import json
 import random
 import socket
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -42,7 +44,18 @@ from services.webhook_relay.ssrf import (
     check_registration,
 )
 from services.webhook_relay.store import delivery_id_for
-from shared.eventstore import NewEvent, Position, RecordedEvent
+from shared.events.conversation import BotReplied, CustomerWrote, FlowCompleted, TurnFailed
+from shared.events.dedup import MessageReceived
+from shared.events.media import MediaStored, MediaTranscribed
+from shared.events.outbound import (
+    LifecycleChanged,
+    MessageSent,
+    SendAttemptFailed,
+    SendFailed,
+    SendStarted,
+)
+from shared.events.webhook_relay import EndpointCreated
+from shared.eventstore import Event, NewEvent, Position, RecordedEvent, Undecodable
 from shared.eventstore.memory import InMemoryEventStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -143,14 +156,19 @@ def test_unsafe_urls_are_refused_without_any_lookup(url: str) -> None:
 
 
 def test_public_https_urls_pass_the_form_check() -> None:
-    assert STRICT.check_url("https://93.184.216.34/hook") == ("93.184.216.34", 443)
-    assert STRICT.check_url("https://[2606:4700::1111]:8443/x") == ("2606:4700::1111", 8443)
-    assert STRICT.check_url("https://crm.example.com/x") == ("crm.example.com", 443)
+    def host_port(url: str) -> tuple[str, int]:
+        target = STRICT.check_url(url)
+        return target.host, target.port
+
+    assert host_port("https://93.184.216.34/hook") == ("93.184.216.34", 443)
+    assert host_port("https://[2606:4700::1111]:8443/x") == ("2606:4700::1111", 8443)
+    assert host_port("https://crm.example.com/x") == ("crm.example.com", 443)
 
 
 def test_configuration_can_allow_http_and_chosen_networks() -> None:
     policy = UrlPolicy.from_settings(True, "127.0.0.0/8, ::1/128")
-    assert policy.check_url("http://127.0.0.1:9000/hook") == ("127.0.0.1", 9000)
+    target = policy.check_url("http://127.0.0.1:9000/hook")
+    assert (target.host, target.port) == ("127.0.0.1", 9000)
     policy.check_url("http://[::1]:9000/hook")
     policy.check_url("http://localhost:9000/hook")
     with pytest.raises(UnsafeUrl):
@@ -315,35 +333,70 @@ def test_retry_after_on_a_failure_can_only_lengthen_the_wait() -> None:
 # --- catalogue and fan-out -------------------------------------------------------------------
 
 
-def recorded(
-    type_: str, stream: str, data: dict[str, Any], version: int = 0, position: int = 1
-) -> RecordedEvent:
+def recorded(event: Event, stream: str, version: int = 0, position: int = 1) -> RecordedEvent:
     return RecordedEvent(
         id=uuid.uuid4(),
         stream=stream,
         version=version,
         position=Position(position, position),
-        type=type_,
-        data=data,
+        event=event,
         metadata={},
         recorded_at=NOW,
     )
 
 
+def received(wamid: str, **fields: Any) -> MessageReceived:
+    base: dict[str, Any] = {"phone_number_id": "1", "customer": "2", "type": "text", "message": {}}
+    return MessageReceived(conversation_id="", wamid=wamid, **{**base, **fields})
+
+
 def test_each_internal_event_maps_to_its_public_type_with_a_conversation_key() -> None:
     cid = "100.39333"
-    cases = {
-        "MessageReceived": (f"inbox-{cid}", {"wamid": "w1", "type": "text", "message": {}}),
-        "BotReplied": (f"conversation-{cid}", {"seq": 1, "text": "hi", "command_id": "c"}),
-        "MessageSent": ("message-w2", {"wamid": "w2", "conversation_id": cid, "seq": 1}),
-        "LifecycleChanged": ("message-w2", {"status": "read", "conversation_id": cid}),
-        "SendFailed": ("outbox-c9", {"code": 131047, "status": 400, "conversation_id": cid}),
-        "TurnFailed": (f"conversation-{cid}", {"seq": 2, "error": "boom"}),
-        "MediaStored": ("media-w1", {"wamid": "w1", "conversation_id": cid, "kind": "image"}),
+    cases: dict[str, tuple[str, Event]] = {
+        "MessageReceived": (
+            f"inbox-{cid}",
+            MessageReceived(
+                conversation_id="",
+                phone_number_id="100",
+                customer="39333",
+                wamid="w1",
+                type="text",
+                message={},
+            ),
+        ),
+        "BotReplied": (f"conversation-{cid}", BotReplied(seq=1, text="hi", command_id="c")),
+        "MessageSent": (
+            "message-w2",
+            MessageSent(
+                wamid="w2", command_id="c", conversation_id=cid, phone_number_id="100", seq=1
+            ),
+        ),
+        "LifecycleChanged": (
+            "message-w2",
+            LifecycleChanged(wamid="w2", status="read", conversation_id=cid),
+        ),
+        "SendFailed": ("outbox-c9", SendFailed(code=131047, status=400, conversation_id=cid)),
+        "TurnFailed": (f"conversation-{cid}", TurnFailed(seq=2, error="boom")),
+        "FlowCompleted": (
+            f"conversation-{cid}",
+            FlowCompleted(seq=3, name="support_request", flow="support", slots={"order": "A-1"}),
+        ),
+        "MediaStored": (
+            "media-w1",
+            MediaStored(
+                wamid="w1",
+                conversation_id=cid,
+                kind="image",
+                seq=0,
+                sha256="ab",
+                size=1,
+                store_key="k",
+            ),
+        ),
     }
     seen = {}
-    for type_, (stream, data) in cases.items():
-        public = catalogue.to_public(recorded(type_, stream, data))
+    for type_, (stream, event) in cases.items():
+        public = catalogue.to_public(recorded(event, stream))
         assert public is not None, type_
         assert public.order_key == cid
         assert public.data["conversation_id"] == cid
@@ -351,21 +404,35 @@ def test_each_internal_event_maps_to_its_public_type_with_a_conversation_key() -
     assert seen["MessageReceived"] == "message.received"
     assert seen["LifecycleChanged"] == "message.status"
     assert seen["SendFailed"] == "message.failed"
-    failed = catalogue.to_public(recorded("SendFailed", "outbox-c9", cases["SendFailed"][1]))
+    assert seen["FlowCompleted"] == "flow.completed"
+    flow = catalogue.to_public(recorded(cases["FlowCompleted"][1], f"conversation-{cid}"))
+    assert flow is not None and flow.data == {
+        "conversation_id": cid,
+        "sequence": 3,
+        "phone_number_id": "100",
+        "customer": "39333",
+        "name": "support_request",
+        "flow": "support",
+        "slots": {"order": "A-1"},
+    }
+    failed = catalogue.to_public(recorded(cases["SendFailed"][1], "outbox-c9"))
     assert failed is not None and failed.data["command_id"] == "c9"
 
 
 def test_internal_bookkeeping_is_not_published() -> None:
-    for type_ in ("SendStarted", "SendAttemptFailed", "CustomerWrote", "EndpointCreated"):
-        assert catalogue.to_public(recorded(type_, "x-1", {})) is None
+    internal: list[Event] = [
+        SendStarted(attempt=1),
+        SendAttemptFailed(attempt=1),
+        CustomerWrote(seq=0, text="hi"),
+        EndpointCreated(endpoint_id="ep", url="https://crm"),
+    ]
+    for event in internal:
+        assert catalogue.to_public(recorded(event, "x-1")) is None
 
 
 def test_the_body_is_the_versioned_envelope_and_does_not_leak_internal_fields() -> None:
     event = recorded(
-        "MessageReceived",
-        "inbox-1.2",
-        {"wamid": "w", "type": "text", "delivery_id": "internal", "message": {"a": 1}},
-        version=4,
+        received("w", delivery_id="internal", message={"a": 1}), "inbox-1.2", version=4
     )
     public = catalogue.to_public(event)
     assert public is not None
@@ -405,9 +472,9 @@ def test_fan_out_gives_each_interested_endpoint_one_delivery_with_a_stable_id() 
     )
     later = endpoint(created=NOW + timedelta(seconds=1))
     events = [
-        recorded("MessageReceived", "inbox-1.2", {"wamid": "w", "type": "text"}),
-        recorded("BotReplied", "conversation-1.2", {"seq": 0, "text": "t"}, position=2),
-        recorded("SendStarted", "outbox-c", {}, position=3),
+        recorded(received("w"), "inbox-1.2"),
+        recorded(BotReplied(seq=0, text="t", command_id="c"), "conversation-1.2", position=2),
+        recorded(SendStarted(attempt=1), "outbox-c", position=3),
     ]
     rows = deliveries_for(events, [everything, replies, off, later])
     assert sorted((r.endpoint_id, r.event_type) for r in rows) == sorted(
@@ -435,16 +502,62 @@ def test_rotation_keeps_the_old_secret_signing_for_the_grace_period_only() -> No
     signing = rotated.signing_secrets(NOW + timedelta(minutes=59))
     assert len(signing) == 2 and signing[1] == old
     assert rotated.signing_secrets(NOW + timedelta(minutes=61)) == signing[:1]
-    assert old not in json.dumps(event.data) and signing[0] not in json.dumps(event.data)
+    stored = msgspec.json.encode(event.event).decode()
+    assert old not in stored and signing[0] not in stored
 
 
 def test_endpoint_events_and_listings_never_carry_secrets() -> None:
     ep = endpoint()
     [secret] = ep.signing_secrets(NOW)
     _, events = domain.create("ep_x", "https://crm", "", (), secret, NOW)
-    assert secret not in json.dumps([e.data for e in events])
+    assert secret not in msgspec.json.encode([e.event for e in events]).decode()
     assert secret not in json.dumps(ep.public(), default=str)
     assert secret not in repr(ep)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pass@crm.example.com/hook",
+        "https://token@crm.example.com/hook",
+        "https://crm.example.com/a\u0000b",
+        "https://127\u30020\u30020\u30021/hook",
+    ],
+)
+def test_no_endpoint_event_can_carry_credentials_or_an_ambiguous_url(url: str) -> None:
+    """Checked in the domain itself, whoever calls it: an append-only log keeps what it
+    is given for good."""
+    ep = endpoint()
+    with pytest.raises(domain.InvalidEndpoint) as err:
+        domain.create("ep_x", url, "", (), generate_secret(), NOW)
+    assert err.value.field == "url"
+    with pytest.raises(domain.InvalidEndpoint):
+        domain.update(ep, NOW, url=url)
+
+
+@pytest.mark.parametrize(
+    "text", ["a\u0000b", "two\nlines", "tab\there", "\x1b[31mred", "x\u2028y", "x\u202ey", "\ud800"]
+)
+def test_text_fields_refuse_control_characters(text: str) -> None:
+    ep = endpoint()
+    with pytest.raises(domain.InvalidEndpoint) as err:
+        domain.create("ep_x", "https://crm.example.com/", text, (), generate_secret(), NOW)
+    assert err.value.field == "description"
+    with pytest.raises(domain.InvalidEndpoint):
+        domain.update(ep, NOW, description=text)
+    with pytest.raises(domain.InvalidEndpoint) as err:
+        domain.disable(ep, text, "admin", NOW)
+    assert err.value.field == "reason"
+    # Ordinary text passes, emoji and other scripts included.
+    domain.check_description(
+        "CRM \u2013 caf\u00e9, \u0645\u0631\u062d\u0628\u0627 \U0001f44b\u200d"
+    )
+
+
+def test_a_listing_hides_credentials_an_older_endpoint_may_still_have() -> None:
+    legacy = replace(endpoint(), url="https://user:pass@crm.example.com/hook?a=b@c")
+    assert legacy.public()["url"] == "https://***@crm.example.com/hook?a=b@c"
+    assert endpoint().public()["url"] == endpoint().url
 
 
 def test_disable_enable_are_idempotent() -> None:
@@ -464,11 +577,23 @@ def test_an_event_without_its_conversation_gets_it_from_its_stream() -> None:
 
     async def scenario() -> list[Any]:
         await store.append(
-            "media-w1", [NewEvent("MediaStored", {"wamid": "w1", "conversation_id": cid})]
+            "media-w1",
+            [
+                NewEvent(
+                    MediaStored(
+                        wamid="w1",
+                        conversation_id=cid,
+                        kind="audio",
+                        seq=0,
+                        sha256="ab",
+                        size=1,
+                        store_key="k",
+                    )
+                )
+            ],
         )
         await store.append(
-            "media-w1",
-            [NewEvent("MediaTranscribed", {"wamid": "w1", "text": "hi", "available": True})],
+            "media-w1", [NewEvent(MediaTranscribed(wamid="w1", text="hi", available=True))]
         )
         events = await store.read_all()
         found = await conversations_of(events, store)
@@ -486,3 +611,11 @@ def test_an_event_without_its_conversation_gets_it_from_its_stream() -> None:
         ("media.transcribed", cid),
     ]
     assert json.loads(rows[1].body)["data"]["conversation_id"] == cid
+
+
+def test_a_row_that_does_not_read_back_is_skipped_not_a_stall() -> None:
+    broken = Undecodable(type="MessageReceived", data={"wamid": "w"}, error="missing fields")
+    event = recorded(broken, "inbox-1.2")
+    assert not catalogue.needs_conversation(event)
+    assert catalogue.to_public(event) is None
+    assert deliveries_for([event], [endpoint()]) == []

@@ -1,0 +1,131 @@
+"""One customer, one key, whichever id Meta sends.
+
+A customer's key is the first id Meta gave them to this business: their wa_id, or their
+business-scoped user id when they hide their number. An id seen beside the key is linked to
+it (`IdentityLinked` in `identity-<business_id>.<id>`, expected empty: the first writer
+wins, a loser reads the winner's), so later messages carrying only that id reach the same
+contact and conversation. Links never change, so they are kept in memory once seen.
+
+A new customer costs one read and one append, once; after that the link is in memory. Two
+ids first seen apart (a user id alone, later the wa_id alone) stay two customers: nothing
+joins them, and nothing should guess.
+
+A customer whose contact was erased starts again: their identity streams are gone (renamed by
+the erasure, their keys destroyed), and the key they get, like their new identity streams,
+carries the erasure's epoch (`<id>~<n>`, shared/crypto/erased.py), so that their new
+contact and conversations share nothing with the erased ones. A process that still
+remembers the old link learns it is stale when a write under it is refused (ErasedData) and
+forgets what it knew (`forget`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from shared.crypto.erased import keyed
+from shared.events.dedup import IdentityLinked, identity_stream
+from shared.eventstore import (
+    NO_STREAM,
+    Erased,
+    EventStore,
+    NewEvent,
+    WrongExpectedVersion,
+    event_id_for,
+)
+
+# How many times the customer known by these ids was erased in this business.
+Epochs = Callable[[str, list[str]], Awaitable[int]]
+
+
+async def never_erased(business_id: str, ids: list[str]) -> int:
+    return 0
+
+
+class Identities:
+    def __init__(
+        self, store: EventStore, capacity: int = 100_000, epochs: Epochs = never_erased
+    ) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.epochs = epochs
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._epochs: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    async def key(self, business_id: str, wa_id: str, user_id: str) -> str:
+        """The customer's key for a message carrying these ids (either may be "")."""
+        ids = [(i, kind) for i, kind in ((wa_id, "wa_id"), (user_id, "user_id")) if i]
+        epoch: int | None = None
+        if any((business_id, i) not in self._known for i, _ in ids):
+            # Something to read from the store: under the epoch of the customer's last
+            # erasure, if any (their identity streams before it are gone).
+            epoch = await self.epochs(business_id, [i for i, _ in ids])
+        for customer_id, _ in ids:
+            found = await self._linked(business_id, customer_id, epoch or 0)
+            if found:
+                await self._link_all(business_id, found, ids, epoch or 0)
+                return found
+        # First seen: the wa_id, when there is one, is the key (with the epoch of an earlier
+        # erasure). Recorded, so that every instance (and this one after a restart) agrees.
+        epoch = epoch or 0
+        return await self._link_all(business_id, keyed(ids[0][0], epoch), ids, epoch)
+
+    async def epoch(self, business_id: str, customer_id: str) -> int:
+        """How many times the customer known by this id was erased (a status names its
+        recipient by id: its conversation is under the key of the latest epoch)."""
+        if not customer_id:
+            return 0
+        known = self._epochs.get((business_id, customer_id))
+        if known is None:
+            known = await self.epochs(business_id, [customer_id])
+            self._epochs[(business_id, customer_id)] = known
+            if len(self._epochs) > self.capacity:
+                self._epochs.popitem(last=False)
+        return known
+
+    def forget(self) -> None:
+        """Drop every remembered link and epoch (an erasure made one of them stale)."""
+        self._known.clear()
+        self._epochs.clear()
+
+    async def _linked(self, business_id: str, customer_id: str, epoch: int) -> str | None:
+        known = self._known.get((business_id, customer_id))
+        if known is not None:
+            self._known.move_to_end((business_id, customer_id))
+            return known
+        stream = identity_stream(business_id, keyed(customer_id, epoch))
+        for recorded in await self.store.read_stream(stream):
+            if isinstance(recorded.event, Erased):
+                return None
+            if isinstance(recorded.event, IdentityLinked):
+                self._remember(business_id, customer_id, recorded.event.customer)
+                return recorded.event.customer
+        return None
+
+    async def _link_all(
+        self, business_id: str, key: str, ids: list[tuple[str, str]], epoch: int
+    ) -> str:
+        """Link every id not linked yet to `key`; returns the key the first id has (another
+        process may have linked it first, to its own key)."""
+        for customer_id, kind in ids:
+            if (business_id, customer_id) in self._known:
+                continue
+            event = IdentityLinked(business_id=business_id, id=customer_id, customer=key, kind=kind)
+            try:
+                await self.store.append(
+                    identity_stream(business_id, keyed(customer_id, epoch)),
+                    [NewEvent(event, event_id_for("identity", business_id, customer_id, key))],
+                    expected_version=NO_STREAM,
+                )
+                self._remember(business_id, customer_id, key)
+            except WrongExpectedVersion:
+                self._known.pop((business_id, customer_id), None)
+                winner = await self._linked(business_id, customer_id, epoch)
+                if customer_id == ids[0][0] and winner:
+                    key = winner
+        return key
+
+    def _remember(self, business_id: str, customer_id: str, key: str) -> None:
+        self._known[(business_id, customer_id)] = key
+        if len(self._known) > self.capacity:
+            self._known.popitem(last=False)

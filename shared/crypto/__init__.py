@@ -1,0 +1,1 @@
+"""Keys and ciphers: the master key provider, and sealed boxes for secrets at rest."""

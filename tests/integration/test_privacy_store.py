@@ -1,0 +1,210 @@
+"""Customers' data sealed in the real PostgreSQL event store with their own keys, and
+crypto-shredding: a destroyed key leaves rows that read as Erased, never a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from shared import events
+from shared.crypto.datakeys import KeyRing
+from shared.crypto.personal import ErasedData, PersonalCipher, conversation_subject, stream_subject
+from shared.crypto.secrets import MasterKey, SecretError, new_master_key
+from shared.events.business import BusinessCreated, business_stream
+from shared.events.conversation import CustomerWrote, conversation_stream
+from shared.events.dedup import IdentityLinked, MessageReceived, identity_stream, inbox_stream
+from shared.eventstore import Erased, NewEvent, RecordedEvent, event_id_for
+from shared.eventstore.mapper import Mapper, install_cipher
+from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.subscription import Batch, Subscription
+from tests.support.keys import SESSION_MASTER_KEY
+
+PHONE = "393331234567"
+NAME = "Giulia Verdi"
+TEXT = "my order 4471 never came"
+
+
+@pytest_asyncio.fixture
+async def ring(pg_pool: asyncpg.Pool) -> AsyncIterator[KeyRing]:
+    """A deployment's ring, installed as the services install it. The pseudonym key is the
+    database's: every test of the session shares it, as every process of a deployment."""
+    async with pg_pool.acquire() as conn:
+        ring = await KeyRing(MASTER).start(conn)
+    install_cipher(PersonalCipher(ring))
+    yield ring
+    install_cipher(None)
+
+
+# The session's deployment: one master key for every test that seals (the database's
+# pseudonym key and data keys are wrapped by it).
+MASTER = MasterKey(SESSION_MASTER_KEY)  # the session database's pseudonym key is under it
+
+
+async def other_process(pool: asyncpg.Pool, master: MasterKey = MASTER) -> PostgresEventStore:
+    """A store as another process has it: its own ring, nothing cached."""
+    async with pool.acquire() as conn:
+        ring = await KeyRing(master).start(conn)
+    return PostgresEventStore(
+        pool, mapper=Mapper(events.ALL, events.UPCASTERS, PersonalCipher(ring))
+    )
+
+
+def message(cid: str, wamid: str) -> MessageReceived:
+    return MessageReceived(
+        conversation_id=cid,
+        business_id="biz",
+        phone_number_id=cid.split(".")[0],
+        customer=PHONE,
+        wa_id=PHONE,
+        customer_name=NAME,
+        wamid=wamid,
+        type="text",
+        message={"from": PHONE, "id": wamid, "text": {"body": TEXT}},
+        contact={"profile": {"name": NAME}, "wa_id": PHONE},
+    )
+
+
+async def raw_rows(pool: asyncpg.Pool, stream: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT data::text AS data FROM events WHERE stream_name = $1 ORDER BY stream_version",
+        stream,
+    )
+    return [r["data"] for r in rows]
+
+
+async def test_personal_events_are_sealed_and_read_back(pg_pool: asyncpg.Pool, ring: KeyRing):
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    wamid = f"wamid.{uuid.uuid4().hex}"
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, wamid))])
+    await store.append(
+        conversation_stream(cid),
+        [NewEvent(CustomerWrote(seq=0, wamid=wamid, text=TEXT, customer_name=NAME))],
+    )
+    business = f"b{uuid.uuid4().hex[:8]}"
+    await store.append(
+        business_stream(business), [NewEvent(BusinessCreated(business_id=business, name="Shop"))]
+    )
+
+    for stream in (inbox_stream(cid), conversation_stream(cid)):
+        [data] = await raw_rows(pg_pool, stream)
+        for secret in (PHONE, NAME, TEXT, wamid):
+            assert secret not in data
+    [clear] = await raw_rows(pg_pool, business_stream(business))
+    assert "Shop" in clear  # nothing personal: not sealed
+
+    [inbox] = await store.read_stream(inbox_stream(cid))
+    assert inbox.event == message(cid, wamid)
+    [said] = await store.read_stream(conversation_stream(cid))
+    assert isinstance(said.event, CustomerWrote) and said.event.text == TEXT
+    # One key for the conversation's streams, kept wrapped, named by a pseudonym.
+    rows = await pg_pool.fetch(
+        "SELECT key_id, wrapped FROM customer_keys WHERE key_id = $1",
+        ring.key_id(conversation_subject(cid)),
+    )
+    assert len(rows) == 1 and PHONE.encode() not in bytes(rows[0]["wrapped"])
+    assert PHONE not in rows[0]["key_id"]
+
+
+async def test_a_second_process_reads_with_its_own_ring(pg_pool: asyncpg.Pool, ring: KeyRing):
+    """Keys come from the table, not from the writer's memory: another process (another
+    ring over the same master key) reads the rows; another master key cannot."""
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, "wamid.x" + cid))])
+    other = await other_process(pg_pool)
+    [read] = await other.read_stream(inbox_stream(cid))
+    assert isinstance(read.event, MessageReceived) and read.event.customer_name == NAME
+    with pytest.raises(SecretError):
+        await other_process(pg_pool, MasterKey(new_master_key()))
+
+
+async def test_a_shredded_key_reads_as_erased(pg_pool: asyncpg.Pool, ring: KeyRing):
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    wamid = f"wamid.{uuid.uuid4().hex}"
+    message_id = event_id_for("message", wamid)
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, wamid), message_id)])
+    async with pg_pool.acquire() as conn:
+        assert await ring.shred(conn, [ring.key_id(conversation_subject(cid))]) == 1
+    # This process and a fresh one (nothing cached) both see the row as Erased.
+    [mine] = await store.read_stream(inbox_stream(cid))
+    assert isinstance(mine.event, Erased) and mine.event.data == {}
+    fresh = await other_process(pg_pool)
+    [theirs] = await fresh.read_stream(inbox_stream(cid))
+    assert isinstance(theirs.event, Erased)
+    found = await fresh.find(message_id)
+    assert found is not None and isinstance(found.event, Erased)
+    # Nothing is sealed for an erased subject again (no new key is made): the write is
+    # refused, and the consumer runtime drops the work.
+    with pytest.raises(ErasedData):
+        await fresh.append(inbox_stream(cid), [NewEvent(message(cid, wamid), message_id)])
+    async with pg_pool.acquire() as conn:
+        assert await ring.shred(conn, [ring.key_id(conversation_subject(cid))]) == 0
+        row = await conn.fetchrow(
+            "SELECT wrapped FROM customer_keys WHERE key_id = $1",
+            ring.key_id(conversation_subject(cid)),
+        )
+    assert row["wrapped"] is None
+
+
+async def test_a_subscription_passes_erased_rows(pg_pool: asyncpg.Pool, ring: KeyRing):
+    """A reader of the whole log meets erased rows and moves on: never stalls on them."""
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, "wamid.a" + cid))])
+    async with pg_pool.acquire() as conn:
+        await ring.shred(conn, [ring.key_id(conversation_subject(cid))])
+    fence = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    await store.append(inbox_stream(fence), [NewEvent(message(fence, "wamid.b" + fence))])
+    seen: list[RecordedEvent] = []
+
+    async def handle(batch: Batch) -> None:
+        seen.extend(batch.events)
+
+    sub = Subscription(f"privacy-{uuid.uuid4().hex[:6]}", handle, pg_pool, category="inbox")
+    deadline = time.monotonic() + 30  # rows wait for every older transaction of the server
+    while inbox_stream(fence) not in [e.stream for e in seen]:  # the fence is reached
+        assert time.monotonic() < deadline
+        if not await sub.step():
+            await asyncio.sleep(0.05)
+    erased = [e for e in seen if e.stream == inbox_stream(cid)]
+    assert len(erased) == 1 and isinstance(erased[0].event, Erased)
+
+
+async def test_identity_streams_have_their_own_key(pg_pool: asyncpg.Pool, ring: KeyRing):
+    store = PostgresEventStore(pg_pool)
+    business = f"b{uuid.uuid4().hex[:8]}"
+    stream = identity_stream(business, PHONE)
+    link = IdentityLinked(business_id=business, id=PHONE, customer=PHONE, kind="wa_id")
+    await store.append(stream, [NewEvent(link)])
+    [data] = await raw_rows(pg_pool, stream)
+    assert PHONE not in data
+    async with pg_pool.acquire() as conn:
+        assert await ring.shred(conn, [ring.key_id(stream_subject(stream))]) == 1
+    [read] = await store.read_stream(stream)
+    assert isinstance(read.event, Erased)
+
+
+async def test_rotation_rewraps_keys_not_data(pg_pool: asyncpg.Pool, ring: KeyRing):
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, "wamid.r" + cid))])
+    before = await raw_rows(pg_pool, inbox_stream(cid))
+    new_master = MasterKey(new_master_key())
+    async with pg_pool.acquire() as conn:
+        assert await KeyRing(new_master).rewrap(conn, KeyRing(MASTER)) >= 1
+        assert await KeyRing(new_master).rewrap(conn, KeyRing(MASTER)) == 0  # idempotent
+    assert await raw_rows(pg_pool, inbox_stream(cid)) == before  # the data untouched
+    reader = await other_process(pg_pool, new_master)
+    assert reader.mapper.cipher.ring.key_id("x") == ring.key_id("x")  # pseudonyms kept
+    [read] = await reader.read_stream(inbox_stream(cid))
+    assert isinstance(read.event, MessageReceived) and read.event.wa_id == PHONE
+    async with pg_pool.acquire() as conn:  # and back, for the session's other tests
+        assert await KeyRing(MASTER).rewrap(conn, KeyRing(new_master)) >= 1
