@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-cluster test-compose lint format docs lock dead-letters bench bench-quick bench-campaigns profile fuzz k8s axe backup restore
+.PHONY: install up down status demo test test-cluster test-compose lint format docs lock lock-peer peer dead-letters bench bench-quick bench-campaigns profile fuzz k8s axe backup restore
 
 install: $(STAMP)
 
@@ -59,11 +59,26 @@ backup: install
 restore: install
 	$(BIN)/python -m ops restore $(FROM) $(if $(KEYS),--keys $(KEYS))
 
-bench: install
+bench: install peer
 	$(BIN)/python -m tests.bench $(ARGS)
 
-bench-quick: install
+bench-quick: install peer
 	$(BIN)/python -m tests.bench --quick $(ARGS)
+
+# The bench's peer, a pywa bot (tests/bench/peer), in a virtualenv of its own: none of its
+# packages is a dependency of ours. lock-peer regenerates its lock (needs `uv`).
+PEER := .venv-peer
+peer: $(PEER)/.installed
+
+$(PEER)/.installed: tests/bench/peer/requirements.lock
+	@test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/python -m pip install --quiet --require-hashes -r tests/bench/peer/requirements.lock
+	@touch $@
+
+lock-peer: install
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile tests/bench/peer/requirements.in --generate-hashes \
+		--python-version 3.11 -o tests/bench/peer/requirements.lock
 
 # Campaign send rate at 80/s and 1,000/s, and reply latency during a campaign (docs/campaigns.md).
 bench-campaigns: install

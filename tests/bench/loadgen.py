@@ -50,6 +50,10 @@ class Traffic:
             payload = status_payload(f"wamid.{self.tag}.s{i}", "delivered", customer)
         else:
             payload = text_message(self.text(i), customer=customer, wamid=f"wamid.{self.tag}.{i}")
+            # As Meta sends them now: the business-scoped user id beside the number (pywa,
+            # the bench's peer, refuses a message without it).
+            contact = payload["entry"][0]["changes"][0]["value"]["contacts"][0]
+            contact["user_id"] = f"US.{customer}"
         return _encode(payload)
 
 

@@ -245,6 +245,9 @@ def markdown(r: dict[str, Any]) -> str:
             )
             add("")
 
+    table = peer_table(r)
+    if table:
+        add(table)
     add(cost_table(r))
     failures = r.get("failures") or []
     add(
@@ -252,6 +255,70 @@ def markdown(r: dict[str, Any]) -> str:
         + ("; ".join(failures) if failures else "no reply lost, duplicated or out of order.")
     )
     return "\n".join(out) + "\n"
+
+
+# Not the product's cost: what the bench itself runs beside it.
+_HARNESS = ("fake graph", "fake openai", "load generator")
+
+
+def cpu_ms_per_message(step: dict[str, Any]) -> float:
+    """CPU milliseconds per accepted message over every process but the harness's."""
+    cpu = sum(v["cpu_s"] for k, v in step.get("cost", {}).items() if k not in _HARNESS)
+    return cpu / step["accepted"] * 1e3 if step.get("accepted") else math.nan
+
+
+def peer_table(r: dict[str, Any]) -> str:
+    """Ours and the peer's end to end (LLM 0 ms) side by side, rate by rate, and the ratios."""
+    p = r.get("peer") or {}
+    if p.get("skipped"):
+        return f"**Against the peer**: skipped ({p['skipped']}).\n"
+    theirs = p.get("llm_0ms")
+    ours = r.get("e2e", {}).get("llm_0ms")
+    if not theirs or not ours:
+        return ""
+    by_rate = {s["offered_per_s"]: s for s in ours["steps"]}
+    peer_by_rate = {s["offered_per_s"]: s for s in theirs["steps"]}
+
+    def cells(step: dict[str, Any] | None) -> str:
+        if step is None:
+            return "- | - | - | - | -"
+        a = step["accounting"]
+        return (
+            f"{step['completion']:.1%} | {_ms(step['p50_ms'])} | {_ms(step['p99_ms'])}"
+            f" | {'yes' if step['sustained'] else 'no'}"
+            f" | {a['lost']} / {a['duplicates']} / {a['out_of_order']}"
+        )
+
+    out = [
+        f"**Against the peer**: {p['name']}, the bot a Python developer would write"
+        " (`tests/bench/peer/bot.py`, documented defaults), through the same fakes and loader"
+        " at the same rates, LLM 0 ms, while our stack was not running. It keeps nothing"
+        " durable: what it acknowledged and had not answered is lost in a crash.",
+        "",
+        "| offered/s | ours: completion | p50 | p99 (ms) | sustained | lost / dup / ooo"
+        " | peer: completion | p50 | p99 (ms) | sustained | lost / dup / ooo | p99 ours ÷ peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rate in sorted({*by_rate, *peer_by_rate}):
+        a, b = by_rate.get(rate), peer_by_rate.get(rate)
+        ratio = _x(a["p99_ms"], b["p99_ms"]) if a and b else "-"
+        out.append(f"| {_n(rate)} | {cells(a)} | {cells(b)} | {ratio} |")
+    mine, its = ours.get("max_sustained_per_s"), theirs.get("max_sustained_per_s")
+    best, peer_best = _best_step(ours), _best_step(theirs)
+    out += [
+        "",
+        f"Highest sustained rate: ours **{_n(mine)}/s**, the peer's **{_n(its)}/s**:"
+        f" **{_x(mine or math.nan, its or math.nan)}** (target: at least 2x)."
+        + (
+            f" CPU per message at those rates: ours {_ms(cpu_ms_per_message(best))} ms over"
+            f" every process of the stack (RabbitMQ and PostgreSQL included), the peer's"
+            f" {_ms(cpu_ms_per_message(peer_best))} ms."
+            if best and peer_best
+            else ""
+        ),
+        "",
+    ]
+    return "\n".join(out)
 
 
 def cost_table(r: dict[str, Any]) -> str:

@@ -3,12 +3,14 @@
 One run measures, in this order (see the README's Performance section for what each means):
 1. baselines: the load generator against a trivial endpoint, a signature-only aiohttp
    endpoint (HTTP), confirmed persistent publishes (broker), `append_to_stream` (database);
-2. ingress alone (dedup stopped, deliveries stay in the durable queues and are counted):
-   the most webhooks accepted per second, then ack latency at fixed open-loop rates;
+2. the peer (tests/bench/peer, a pywa bot) at the rates of step 3, LLM 0 ms, before our
+   stack starts;
 3. end to end with the LLM answering in 0 ms, then in 1 s: webhook posted -> reply at the
    fake Graph API at rising fixed rates until the pipeline piles up; with 1 s also ~1,000
    conversations waiting on the LLM at once while ingress is probed;
-4. cost: CPU seconds and peak RSS per service process in every measured phase.
+4. ingress alone (dedup stopped, deliveries stay in the durable queues and are counted):
+   the most webhooks accepted per second, then ack latency at fixed open-loop rates;
+5. cost: CPU seconds and peak RSS per service process in every measured phase.
 It writes bench-results/<timestamp>/{results.json, results.md, latency.png}, copies the table
 and plot to tests/bench/latest/, and exits 1 when any reply was lost, duplicated or out of
 order (or an accepted webhook is missing from the queue).
@@ -43,7 +45,7 @@ from shared.eventstore import RecordedEvent
 from shared.eventstore.postgres import PostgresEventStore, init_connection
 from shared.services import SERVICES
 from shared.stack import ROOT
-from tests.bench import report
+from tests.bench import peer, report
 from tests.bench.fakes import FakeProcess
 from tests.bench.loadgen import Generator, OpenRun, Traffic, message_index
 from tests.bench.procstat import Meter
@@ -733,32 +735,13 @@ class Bench:
             if probe or llm > 0:
                 samples.append((time.monotonic(), len(sends), self.openai.stats()["in_flight"]))
         res = run.result()
-        accepted_ids = {i for i, st in zip(res["index"], res["status"], strict=True) if st == 200}
-        answered: set[int] = set()
 
-        def note(new: list[tuple[str, str, float]]) -> None:
-            for _, text, _ in new:
-                i = message_index(traffic.tag, text)
-                if i is not None:
-                    answered.add(i)
-
-        note(sends)
-        drain_started = last_progress = time.monotonic()
-        while not accepted_ids <= answered:
-            new = self.graph.new_sends()
-            if new:
-                sends += new
-                note(new)
-                last_progress = time.monotonic()
-            now = time.monotonic()
-            if now - last_progress > STALL_S or now - drain_started > self.plan.drain_limit_s:
-                break
+        def sample(now: float) -> None:
             if llm > 0 or probe:
+                assert self.openai is not None
                 samples.append((now, len(sends), self.openai.stats()["in_flight"]))
-            time.sleep(0.25)
-        drain_s = time.monotonic() - drain_started
-        time.sleep(0.5)
-        sends += self.graph.new_sends()
+
+        drain_s = self._drain(traffic, res, sends, sample)
         cost = meter.stop()
         counters = _delta(scrape(running), counters_before)
         llm_peak = self.openai.stats()["peak_in_flight"]
@@ -791,6 +774,44 @@ class Bench:
                     f"{acc['duplicates']}, out of order {acc['out_of_order']}"
                 )
         return step
+
+    def _drain(
+        self,
+        traffic: Traffic,
+        res: dict[str, Any],
+        sends: list[tuple[str, str, float]],
+        sample: Any = None,
+    ) -> float:
+        """Collect replies (into `sends`) until every acknowledged message is answered, or
+        none came for STALL_S, or the drain limit passed; returns the seconds it took."""
+        assert self.graph is not None
+        accepted_ids = {i for i, st in zip(res["index"], res["status"], strict=True) if st == 200}
+        answered: set[int] = set()
+
+        def note(new: list[tuple[str, str, float]]) -> None:
+            for _, text, _ in new:
+                i = message_index(traffic.tag, text)
+                if i is not None:
+                    answered.add(i)
+
+        note(sends)
+        drain_started = last_progress = time.monotonic()
+        while not accepted_ids <= answered:
+            new = self.graph.new_sends()
+            if new:
+                sends += new
+                note(new)
+                last_progress = time.monotonic()
+            now = time.monotonic()
+            if now - last_progress > STALL_S or now - drain_started > self.plan.drain_limit_s:
+                break
+            if sample is not None:
+                sample(now)
+            time.sleep(0.25)
+        drain_s = time.monotonic() - drain_started
+        time.sleep(0.5)
+        sends += self.graph.new_sends()
+        return drain_s
 
     @staticmethod
     def _pending(
@@ -825,8 +846,10 @@ class Bench:
         rate: float,
         duration: float,
         llm: float,
+        recorded_order: bool = True,
     ) -> dict[str, Any]:
-        assert self.running is not None
+        """recorded_order: replies must follow the order the pipeline recorded (its
+        `MessageReceived` sequence); without a store (the peer), the posting order."""
         scheduled = dict(zip(res["index"], res["scheduled"], strict=True))
         status = dict(zip(res["index"], res["status"], strict=True))
         first_reply: dict[int, float] = {}
@@ -843,20 +866,7 @@ class Bench:
         for i in res["index"]:
             if status[i] == 200:
                 accepted.setdefault(traffic.customer(i), []).append(str(i))
-        assert self.links is not None
-        ours = f"wamid.{traffic.tag}."
-        received = sorted(
-            (
-                r
-                for r in self.links.events_of_type("MessageReceived")
-                if isinstance(r.event, MessageReceived) and r.event.wamid.startswith(ours)
-            ),
-            key=lambda r: (r.stream, r.version),
-        )
-        inbox: dict[str, list[str]] = {}
-        for r in received:
-            assert isinstance(r.event, MessageReceived)
-            inbox.setdefault(r.event.customer, []).append(r.event.wamid.rsplit(".", 1)[1])
+        inbox = self._recorded_order(traffic) if recorded_order else None
         unacked = [str(i) for i in res["index"] if status[i] != 200]
         acc = account(accepted, replies, inbox, unacked)
         latencies = [
@@ -905,13 +915,32 @@ class Bench:
             },
         }
 
-    def ladder(self, rates: list[float], llm: float, name: str) -> None:
+    def _recorded_order(self, traffic: Traffic) -> dict[str, list[str]]:
+        assert self.links is not None
+        ours = f"wamid.{traffic.tag}."
+        received = sorted(
+            (
+                r
+                for r in self.links.events_of_type("MessageReceived")
+                if isinstance(r.event, MessageReceived) and r.event.wamid.startswith(ours)
+            ),
+            key=lambda r: (r.stream, r.version),
+        )
+        inbox: dict[str, list[str]] = {}
+        for r in received:
+            assert isinstance(r.event, MessageReceived)
+            inbox.setdefault(r.event.customer, []).append(r.event.wamid.rsplit(".", 1)[1])
+        return inbox
+
+    def ladder(self, rates: list[float], llm: float, run_step: Any = None) -> dict[str, Any]:
+        """Rising rates until one piles up, then one bisection (ours, or the peer's)."""
+        run_step = run_step or self.run_step
         p = self.plan
         steps: list[dict[str, Any]] = []
         passed: float | None = None
         failed: float | None = None
         for rate in rates:
-            step = self.run_step(rate, llm)
+            step = run_step(rate, llm)
             steps.append(step)
             if step["sustained"]:
                 passed = rate
@@ -921,7 +950,7 @@ class Bench:
         if p.bisect and passed is None and failed is not None:
             # Even the first rate piled up: try half of it, so the run still has a figure.
             mid = round(failed / 2 / 5) * 5
-            step = self.run_step(mid, llm)
+            step = run_step(mid, llm)
             steps.append(step)
             if step["sustained"]:
                 passed = mid
@@ -929,13 +958,13 @@ class Bench:
                 failed = mid
         elif p.bisect and passed is not None and failed is not None and failed / passed > 1.2:
             mid = round((passed + failed) / 2 / 10) * 10
-            step = self.run_step(mid, llm)
+            step = run_step(mid, llm)
             steps.append(step)
             if step["sustained"]:
                 passed = mid
             else:
                 failed = mid
-        self.results.setdefault("e2e", {})[name] = {
+        return {
             "llm_s": llm,
             "steps": sorted(steps, key=lambda s: s["offered_per_s"]),
             "max_sustained_per_s": passed,
@@ -956,9 +985,10 @@ class Bench:
     def end_to_end(self) -> None:
         assert self.openai is not None
         self.openai.set_latency(0.0)
-        self.ladder(self.plan.fast_rates, 0.0, "llm_0ms")
+        e2e = self.results.setdefault("e2e", {})
+        e2e["llm_0ms"] = self.ladder(self.plan.fast_rates, 0.0)
         self.openai.set_latency(1.0)
-        self.ladder(self.plan.slow_rates, 1.0, "llm_1s")
+        e2e["llm_1s"] = self.ladder(self.plan.slow_rates, 1.0)
         n = self.plan.conversations
         log(
             f"{n} conversations at once on a 1 s LLM,"
@@ -974,6 +1004,72 @@ class Bench:
         self.results["e2e"]["llm_1s"]["conversations"] = burst
         self.openai.set_latency(0.0)
 
+    # -- 5. the peer --
+
+    def peer(self) -> None:
+        """The pywa bot (tests/bench/peer) at the same rates, through the same fakes and
+        loader, while our stack is not running (neither competes with the other)."""
+        assert self.graph is not None and self.openai is not None
+        if not peer.available():
+            log("peer: no .venv-peer (make bench makes it): skipped")
+            self.results["peer"] = {"skipped": "no .venv-peer"}
+            return
+        log(f"peer: {peer.NAME}, LLM 0 ms, the same rates")
+        self.openai.set_latency(0.0)
+        proc = peer.PeerProcess(
+            free_port(), self.graph.url, self.openai.url, APP_SECRET, GRAPH_TOKEN, OPENAI_KEY
+        )
+        try:
+            warm = self.peer_step(proc, 50, 2.0)
+            if warm["accounting"]["answered"] == 0:
+                raise RuntimeError(f"warm-up: the peer did not answer: {warm['accounting']}")
+
+            def step(rate: float, llm: float) -> dict[str, Any]:
+                figures = self.peer_step(proc, rate, self.plan.step_s)
+                acc = figures["accounting"]
+                log(
+                    f"peer {rate:.0f}/s: p50 {figures['p50_ms']:.0f} p99"
+                    f" {figures['p99_ms']:.0f} ms, completion {figures['completion']:.1%},"
+                    f" {'sustained' if figures['sustained'] else 'PILES UP'};"
+                    f" lost {acc['lost']} dup {acc['duplicates']} ooo {acc['out_of_order']}"
+                )
+                return figures
+
+            self.results["peer"] = {
+                "name": peer.NAME,
+                "llm_0ms": self.ladder(self.plan.fast_rates, 0.0, step),
+            }
+        finally:
+            proc.stop()
+
+    def peer_step(self, proc: peer.PeerProcess, rate: float, duration: float) -> dict[str, Any]:
+        assert self.graph is not None and self.openai is not None and self.gen is not None
+        traffic = self.traffic(customers=max(100, int(rate * 4)))
+        self.graph.reset()
+        self.openai.reset()
+        meter = Meter(
+            {
+                "peer": [proc.pid],
+                "fake graph": [self.graph.pid],
+                "fake openai": [self.openai.pid],
+                "load generator": self.gen.pids(),
+            }
+        )
+        meter.start()
+        run = self.open_loop(proc.url, traffic, rate, duration)
+        sends: list[tuple[str, str, float]] = []
+        while not run.ready():
+            time.sleep(0.25)
+            sends += self.graph.new_sends()
+        res = run.result()
+        drain_s = self._drain(traffic, res, sends)
+        cost = meter.stop()
+        # pywa answers the business-scoped user id ("US.<number>" in the bench's traffic).
+        sends = [(to.removeprefix("US."), text, at) for to, text, at in sends]
+        figures = self._e2e_figures(traffic, res, sends, rate, duration, 0.0, False)
+        figures.update(drain_s=drain_s, cost=cost)
+        return figures
+
     # -- all --
 
     def run(self) -> None:
@@ -982,6 +1078,7 @@ class Bench:
         try:
             self.setup()
             self.baselines()
+            self.peer()
             self.start()
             self.end_to_end()
             # Last: it leaves tens of thousands of deliveries to purge, and the broker's

@@ -147,3 +147,33 @@ def test_plot_is_written(tmp_path: Path) -> None:
     path = tmp_path / "latency.png"
     plot(results(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_peer_is_shown_beside_ours_with_the_ratio() -> None:
+    r = results()
+    fast = _step(100, True)
+    slow = _step(150, False)
+    slow["accounting"] = {"lost": 7, "duplicates": 0, "out_of_order": 0}
+    fast["p99_ms"] = 30.0  # ours 90 ms at 100/s: 3x the peer's
+    fast["cost"] = {"peer": {"cpu_s": 0.5, "peak_rss_mib": 60.0, "processes": 1}}
+    fast["cost"]["load generator"] = {"cpu_s": 9.0, "peak_rss_mib": 1.0, "processes": 2}
+    r["peer"] = {
+        "name": "pywa",
+        "llm_0ms": {"steps": [fast, slow], "max_sustained_per_s": 100},
+    }
+    text = markdown(r)
+    # Ours sustained 100/s too: 1x the peer, short of the target.
+    assert "ours **100/s**, the peer's **100/s**: **1.00x** (target: at least 2x)" in text
+    assert "| 100 | 100.0% | 40.0 | 90.0 | yes | 0 / 0 / 0 | 100.0% | 40.0 | 30.0 |" in text
+    assert "| 3.00x |" in text
+    # 150/s only the peer ran, and lost 7; 200/s only ours.
+    assert "| 150 | - | - | - | - | - | 50.0% |" in text and "| no | 7 / 0 / 0 | - |" in text
+    # CPU per message: ours 3 s (ingress 1 + conversation 2) over 1,000 messages; the peer
+    # 0.5 s, the load generator not counted.
+    assert "ours 3.0 ms over every process" in text and "the peer's 0.5 ms" in text
+
+
+def test_a_skipped_peer_says_so() -> None:
+    r = results()
+    r["peer"] = {"skipped": "no .venv-peer"}
+    assert "**Against the peer**: skipped (no .venv-peer)." in markdown(r)
