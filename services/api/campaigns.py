@@ -19,8 +19,8 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
+from services.api import access, ids, inputs, queries, templates
 from services.api import cursor as cursors
-from services.api import inputs, queries, templates
 from services.api.errors import ApiError, conflict, invalid, not_found
 from services.api.projections import campaigns as campaigns_model
 from services.api.routes import ADMIN, PAGING, Call, Query, Reply, Route, created, paging
@@ -434,6 +434,10 @@ async def list_recipients(call: Call) -> Reply:
     )
     more = len(rows) > limit
     rows = rows[:limit]
+    # The list shows the recipients' numbers: each one's contact is a `list` read.
+    await access.record_listed(
+        call, [ids.contact_id(call.business_id, r["customer"]) for r in rows if r["customer"]]
+    )
     data = []
     for r in rows:
         error = r["error"]

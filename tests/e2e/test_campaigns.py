@@ -154,7 +154,16 @@ def test_a_campaign_from_draft_to_completed(running: Running) -> None:
     [to_ann] = running.graph.sent_to(ann)
     parameters = to_ann["body"]["template"]["components"][0]["parameters"]
     assert parameters == [{"type": "text", "text": "Ann"}, {"type": "text", "text": "10%"}]
+
+    def reads_of_dee() -> list[str]:
+        answer = tenant.call("GET", f"/v1/contacts/{dee_id}/accesses")
+        assert answer.status == 200, answer
+        return [a["what"] for a in answer.json["data"]]
+
+    assert "list" not in reads_of_dee()
     listed = {(r["to"], r["status"], r.get("skip_reason")) for r in recipients(tenant, made["id"])}
+    # The recipients' list showed Dee's number: a `list` read of Dee's contact.
+    assert "list" in reads_of_dee()
     assert listed == {
         (ann, "sent", None), (bo, "failed", None), (ann, "skipped", "duplicate"),
         (opted, "skipped", "opted_out"), (cy, "sent", None), (dee, "failed", None),
