@@ -247,6 +247,18 @@ class Settings:
         "The most messages sent per second per business number (a number's own rate "
         "overrides it), one budget shared by every outbound instance.",
     )
+    ingress_publish_timeout: float = WHATSAPP.setting(
+        1.0,
+        "Seconds ingress waits for the broker's confirm of a delivery before answering 503, "
+        "so that an overloaded broker turns Meta away at once instead of holding its "
+        "connection (Meta retries later; a confirm that still comes makes the retry a "
+        "duplicate, which dedup drops).",
+    )
+    ingress_max_in_flight: int = WHATSAPP.setting(
+        2048,
+        "Deliveries ingress waits on the broker's confirm for at once; one more is answered "
+        "503 with `Retry-After: 1` at once rather than queued behind them.",
+    )
     max_body_bytes: int = WHATSAPP.setting(
         1_048_576,
         "The largest webhook body ingress accepts, in bytes; a larger one is answered 413.",

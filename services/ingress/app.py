@@ -33,6 +33,7 @@ BUS = web.AppKey("bus", Bus)
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
 LAST_RELOAD = web.AppKey("last_reload", list)
+IN_FLIGHT = web.AppKey("in_flight", list)  # [deliveries waiting on the broker's confirm]
 RELOAD_EVERY = 0.25  # seconds between reloads asked for by signatures matching no secret
 # Meta's payloads nest about 10 deep; anything near msgspec's recursion limit (about 1,000,
 # less the stack already in use) is not Meta's shape, and is quarantined unparsed.
@@ -92,19 +93,19 @@ async def _receive(request: web.Request) -> web.Response:
             raise HttpError(422, "validation_failed", "the top level is not a JSON object", "body")
         text = body.decode("utf-8")  # parse_json has checked it is UTF-8
     except HttpError as exc:
-        return await _quarantine(request.app[BUS], body, received_at, app, exc.message)
+        return await _quarantine(request.app, body, received_at, app, exc.message)
 
     delivery = WebhookDelivery(
         delivery_id=uuid.uuid4().hex, received_at=received_at, body=text, app=app
     )
-    if not await _publish(request.app[BUS], routing_key(payload), delivery):
+    if not await _publish(request.app, routing_key(payload), delivery):
         raise _unavailable()
     metrics.webhooks_received.labels("accepted").inc()
     return web.Response(text="ok")
 
 
 async def _quarantine(
-    bus: Bus, body: bytes, received_at: float, app: str, reason: str
+    web_app: web.Application, body: bytes, received_at: float, app: str, reason: str
 ) -> web.Response:
     """Signed, so it is Meta's: kept byte for byte, and answered 200 once kept. A 4xx would
     make Meta retry it for days. Its id is the body's sha256, so every retry of the same
@@ -116,7 +117,7 @@ async def _quarantine(
         valid_json=False,
         app=app,
     )
-    if not await _publish(bus, "malformed", delivery):
+    if not await _publish(web_app, "malformed", delivery):
         raise _unavailable()
     metrics.webhooks_received.labels("malformed").inc()
     log.warning(
@@ -149,12 +150,25 @@ async def _signed_by(app: web.Application, body: bytes, header: str | None) -> s
 def _unavailable() -> HttpError:
     metrics.webhooks_received.labels("unavailable").inc()
     # 503 makes Meta retry later: never 200 for a delivery that might be lost.
-    return HttpError(503, "unavailable", "cannot store the delivery now; retry later")
+    return HttpError(
+        503,
+        "unavailable",
+        "cannot store the delivery now; retry later",
+        headers={"Retry-After": "1"},
+    )
 
 
-async def _publish(bus: Bus, key: str, delivery: WebhookDelivery) -> bool:
+async def _publish(app: web.Application, key: str, delivery: WebhookDelivery) -> bool:
+    """True once the broker confirmed the delivery. False at once when too many wait on the
+    broker already, or after INGRESS_PUBLISH_TIMEOUT: an overloaded broker turns Meta away
+    quickly (it retries later) instead of holding its connections for seconds."""
+    settings, in_flight = app[SETTINGS], app[IN_FLIGHT]
+    if in_flight[0] >= settings.ingress_max_in_flight:
+        log.warning("delivery refused: too many waiting on the broker")
+        return False
+    in_flight[0] += 1
     try:
-        await bus.publish(
+        await app[BUS].publish(
             "dedup",
             key,
             delivery,
@@ -162,10 +176,13 @@ async def _publish(bus: Bus, key: str, delivery: WebhookDelivery) -> bool:
                 "x-delivery-id": delivery.delivery_id,
                 "x-correlation-id": delivery.delivery_id,
             },
+            confirm_within=settings.ingress_publish_timeout,
         )
     except Exception as exc:
         log.error("delivery not stored", extra={"fields": {"error": f"{type(exc).__name__}"}})
         return False
+    finally:
+        in_flight[0] -= 1
     return True
 
 
@@ -175,6 +192,7 @@ def create_app(settings: Settings, bus: Bus, directory: Directory) -> web.Applic
     app[BUS] = bus
     app[DIRECTORY] = directory
     app[LAST_RELOAD] = [0.0]
+    app[IN_FLIGHT] = [0]
     app.router.add_get("/webhook", verify_subscription)
     app.router.add_post("/webhook", receive)
     return app

@@ -170,10 +170,12 @@ class Bus:
         message: Message,
         ctx: Context | None = None,
         headers: dict[str, Any] | None = None,
+        confirm_within: float = PUBLISH_TIMEOUT,
     ) -> None:
-        """Publish and wait for the broker's confirm (bounded: aio-pika #636)."""
+        """Publish and wait for the broker's confirm, at most `confirm_within` seconds
+        (aio-pika #636: an unbounded wait can hang)."""
         exchange = self._stages[stage].exchange
-        await self._publish_to(exchange, key, message, ctx, headers)
+        await self._publish_to(exchange, key, message, ctx, headers, confirm_within)
 
     async def publish_raw(
         self,
@@ -184,6 +186,7 @@ class Bus:
         headers: dict[str, Any],
         correlation_id: str | None,
         message_id: str | None = None,
+        confirm_within: float = PUBLISH_TIMEOUT,
     ) -> None:
         with tracing.span(
             f"{exchange.name} publish",
@@ -207,7 +210,7 @@ class Bus:
                 timestamp=time.time(),
             )
             try:
-                await exchange.publish(msg, routing_key=bounded_key(key), timeout=PUBLISH_TIMEOUT)
+                await exchange.publish(msg, routing_key=bounded_key(key), timeout=confirm_within)
             except _BROKER_FAILURES as exc:
                 tracing.record_error(current, exc)
                 raise BrokerUnavailable(
@@ -221,6 +224,7 @@ class Bus:
         message: Message,
         ctx: Context | None,
         headers: dict[str, Any] | None,
+        confirm_within: float = PUBLISH_TIMEOUT,
     ) -> None:
         hdrs = dict(headers or {})
         if ctx is not None:
@@ -232,6 +236,7 @@ class Bus:
             type(message).__struct_config__.tag,  # type: ignore[arg-type]
             hdrs,
             ctx.correlation_id if ctx else hdrs.get("x-correlation-id"),
+            confirm_within=confirm_within,
         )
 
     async def publish_all(self, outputs: list[Publish], ctx: Context | None) -> None:

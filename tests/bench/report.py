@@ -189,6 +189,20 @@ def markdown(r: dict[str, Any]) -> str:
                     f" {_ms(floor)} ms |"
                 )
         add("")
+        refusals = [
+            f"{_n(step['offered_per_s'])}/s (LLM {label}): {_n(step['ack']['refused_503'])},"
+            f" answered p99 {_ms(step['ack']['refused_p99_ms'])} ms after their send time"
+            for name, label in (("llm_0ms", "0 ms"), ("llm_1s", "1 s"))
+            for step in e2e.get(name, {}).get("steps", [])
+            if step.get("ack", {}).get("refused_503")
+        ]
+        if refusals:
+            add(
+                "Webhooks ingress turned away with 503 (Meta retries them): "
+                + "; ".join(refusals)
+                + "."
+            )
+            add("")
         for name, label in (("llm_0ms", "0 ms"), ("llm_1s", "1 s")):
             e = e2e.get(name)
             if not e:

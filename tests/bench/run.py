@@ -67,6 +67,7 @@ STACK_ENV = {
         name.upper(): str(getattr(Settings(), name))
         for name in (
             "retry_delay_ms",
+            "ingress_publish_timeout",
             "breaker_reset_seconds",
             "openai_timeout",
             "whatsapp_timeout",
@@ -445,6 +446,12 @@ class Bench:
             for d, s, st in zip(res["done"], res["scheduled"], res["status"], strict=True)
             if st == 200
         ]
+        # How soon a webhook turned away (503: Meta retries it) was answered.
+        refused = [
+            d - s
+            for d, s, st in zip(res["done"], res["scheduled"], res["status"], strict=True)
+            if st == 503
+        ]
         lag = [se - s for se, s in zip(res["sent"], res["scheduled"], strict=True)]
         statuses: dict[str, int] = {}
         for st in res["status"]:
@@ -458,6 +465,8 @@ class Bench:
             "errors": len(res["status"]) - len(ok),
             "statuses": statuses,
             "accepted_per_s": len(ok) / span if span else math.nan,
+            "refused_503": len(refused),
+            "refused_p99_ms": percentile(refused, 99) * 1e3 if refused else math.nan,
             **summary_ms(ok),
             # How late the generator itself sent (its own limit, not the server's).
             "send_lag_p99_ms": percentile(lag, 99) * 1e3,
@@ -892,7 +901,18 @@ class Bench:
             "customers": traffic.customers,
             "messages": len(res["index"]),
             "accepted": acks["accepted"],
-            "ack": {k: acks[k] for k in ("p50_ms", "p99_ms", "p99_9_ms", "max_ms", "errors")},
+            "ack": {
+                k: acks[k]
+                for k in (
+                    "p50_ms",
+                    "p99_ms",
+                    "p99_9_ms",
+                    "max_ms",
+                    "errors",
+                    "refused_503",
+                    "refused_p99_ms",
+                )
+            },
             "send_lag_p99_ms": acks["send_lag_p99_ms"],
             # Replies over the time from the first send to the last reply.
             "replies_per_s": len(first_reply) / makespan if makespan else math.nan,

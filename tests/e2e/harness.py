@@ -439,6 +439,9 @@ def start_stack(
         "OPENAI_TIMEOUT": "5",
         "WHATSAPP_TIMEOUT": "5",
         "RETRY_DELAY_MS": "300",
+        # A deployment answers 503 after 1 s without the broker's confirm; the suites share
+        # two cores with RabbitMQ's fsyncs, and a test's single post must not be turned away.
+        "INGRESS_PUBLISH_TIMEOUT": "5",
         "BREAKER_RESET_SECONDS": "2",
         "HISTORY_TURNS": "6",
         "MEDIA_DIR": str(run_dir / "media"),

@@ -177,3 +177,10 @@ def test_a_skipped_peer_says_so() -> None:
     r = results()
     r["peer"] = {"skipped": "no .venv-peer"}
     assert "**Against the peer**: skipped (no .venv-peer)." in markdown(r)
+
+
+def test_webhooks_turned_away_are_counted_with_how_soon() -> None:
+    r = results()
+    assert "turned away" not in markdown(r)
+    r["e2e"]["llm_0ms"]["steps"][1]["ack"] = {"refused_503": 1200, "refused_p99_ms": 1004.0}
+    assert "200/s (LLM 0 ms): 1,200, answered p99 1,004 ms after their send time" in markdown(r)
