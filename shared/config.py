@@ -255,9 +255,11 @@ class Settings:
         "duplicate, which dedup drops).",
     )
     ingress_max_in_flight: int = WHATSAPP.setting(
-        2048,
+        256,
         "Deliveries ingress waits on the broker's confirm for at once; one more is answered "
-        "503 with `Retry-After: 1` at once rather than queued behind them.",
+        "503 with `Retry-After: 1` at once rather than queued behind them (below "
+        "HTTP_MAX_CONNECTIONS, so that a slow broker is answered for before connections run "
+        "out).",
     )
     max_body_bytes: int = WHATSAPP.setting(
         1_048_576,
