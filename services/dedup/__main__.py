@@ -7,6 +7,7 @@ from services.dedup.identity import Epochs, never_erased
 from shared.broker.bus import Context, Publish, Service
 from shared.crypto import datakeys, erased
 from shared.directory import Directory
+from shared.eventstore.postgres import connection
 from shared.runtime import Infra, Parts, run_service
 from shared.schemas import WebhookDelivery
 
@@ -18,7 +19,10 @@ def epochs_of(infra: Infra) -> Epochs:
         return never_erased
 
     async def epochs(business_id: str, ids: list[str]) -> int:
-        async with infra.pool.acquire() as conn:
+        # Through connection(): the database away must be an outage the message waits out in
+        # its lane; as any other failure it would be retried off its lane, and the
+        # customer's next message recorded before it (seen in a PostgreSQL restart).
+        async with connection(infra.pool) as conn:
             return await erased.epoch(conn, ring, business_id, ids)
 
     return epochs

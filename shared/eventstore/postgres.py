@@ -112,6 +112,13 @@ async def _lost_as_unavailable(conn: Any) -> AsyncIterator[None]:
         if lost:
             raise _unavailable(exc) from exc
         raise
+    except asyncpg.InternalClientError as exc:
+        # The server went away mid-statement and left the protocol in a state no statement
+        # can run from ("cannot switch to state 12; another operation (2) is in progress",
+        # seen while PostgreSQL shut down): an outage, not the message's problem, and this
+        # connection is done for, so the pool must not hand it out again.
+        conn.terminate()
+        raise _unavailable(exc) from exc
 
 
 @contextlib.asynccontextmanager
