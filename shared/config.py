@@ -391,7 +391,8 @@ class Settings:
     )
     retry_delay_ms: int = QUEUES.setting(
         2000,
-        "Milliseconds a failed message waits in its stage's retry queue before its next attempt.",
+        "Milliseconds a failed message waits, in its lane (the key's later messages behind "
+        "it), before its next attempt.",
     )
     quorum_group_size: int = QUEUES.setting(
         0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -490,6 +491,16 @@ class Consumer:
                 await self._dead_letter(message, ctx, decoded, f"permanent: {exc}", route)
                 outcome = "dead_lettered"
             except Exception as exc:
+                if ctx.attempt + 1 < self.settings.max_attempts:
+                    # A counted attempt, tried again in its lane after RETRY_DELAY_MS: off
+                    # its lane, the key's next message would overtake it (at dedup, a
+                    # customer's messages would be recorded, and answered, out of order).
+                    ctx = self._next_attempt(message, ctx, exc)
+                    if await self._stop_requested(self.settings.retry_delay_ms / 1000):
+                        # Left unacked for the next consumer (its count starts again there;
+                        # the quorum queue's delivery limit bounds a message that never ends).
+                        return
+                    continue
                 outcome = await self._failed(message, ctx, decoded, exc, route)
             else:
                 await self._ack(message)
@@ -508,6 +519,18 @@ class Consumer:
             await asyncio.wait_for(self._stop.wait(), delay)
         return self._stop.is_set()
 
+    def _next_attempt(
+        self, message: AbstractIncomingMessage, ctx: Context, exc: Exception
+    ) -> Context:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "handler failed, will retry",
+            extra={"fields": {"type": message.type, "attempt": ctx.attempt + 1, "error": error}},
+        )
+        metrics.retries.labels(self.service.name, "scheduled").inc()
+        headers = {**ctx.headers, "x-attempt": ctx.attempt + 1, "x-last-error": error[:500]}
+        return dataclasses.replace(ctx, attempt=ctx.attempt + 1, headers=headers)
+
     def _outage_over(self, started: float) -> None:
         metrics.waiting_now.labels(self.service.name).dec()
         metrics.outage_wait.labels(self.service.name).observe(time.monotonic() - started)
@@ -520,33 +543,9 @@ class Consumer:
         exc: Exception,
         route: _Route,
     ) -> str:
-        error = f"{type(exc).__name__}: {exc}"
-        if ctx.attempt + 1 >= self.settings.max_attempts:
-            await self._dead_letter(message, ctx, decoded, error, route)
-            return "dead_lettered"
-        log.warning(
-            "handler failed, will retry",
-            extra={"fields": {"type": message.type, "attempt": ctx.attempt + 1, "error": error}},
-        )
-        headers = {**ctx.headers, "x-attempt": ctx.attempt + 1, "x-last-error": error[:500]}
-        try:
-            await self.bus.publish_raw(
-                self.bus.stage(self.service.name).retry_exchange,
-                ctx.routing_key,
-                message.body,
-                message.type,
-                headers,
-                message.correlation_id,
-                message.message_id,
-            )
-        except Exception:
-            log.exception("could not schedule retry; requeueing")
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-            return "requeued"
-        metrics.retries.labels(self.service.name, "scheduled").inc()
-        await self._ack(message)
-        return "retry_scheduled"
+        """Its attempts spent (each retried in its lane): to the dead letters."""
+        await self._dead_letter(message, ctx, decoded, f"{type(exc).__name__}: {exc}", route)
+        return "dead_lettered"
 
     async def _dead_letter(
         self,

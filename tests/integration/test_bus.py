@@ -1,7 +1,8 @@
 """The consumer's rule against a real RabbitMQ (a vhost of its own): a failure is either an
 outage (the message waits in its lane, uncounted, and a stop request ends the wait) or a
-handler failure (counted, retried through the delay queue, dead-lettered with its error
-after MAX_ATTEMPTS, the dead-letter hook told). Never an uncounted retry of a message's own
+handler failure (counted, retried in its lane after RETRY_DELAY_MS so that the key's later
+messages wait behind it, dead-lettered with its error after MAX_ATTEMPTS, the dead-letter
+hook told). Never an uncounted retry of a message's own
 problem: a statement that runs out of time is the message's problem."""
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Probe:
         self.attempts.setdefault(msg.delivery_id, []).append(ctx.attempt)
         if msg.body == "fail":
             raise RuntimeError("this message is broken")
+        if msg.body == "fail-once" and ctx.attempt == 0:
+            raise RuntimeError("a hiccup nobody classified as an outage")
         if msg.body == "timeout":
             raise StatementTimeout("a statement ran out of time")
         if msg.body == "outage" and not self.outage_over.is_set():
@@ -125,6 +128,27 @@ async def test_a_broken_message_is_counted_retried_then_dead_lettered_with_its_e
         # A fence in the same lane: a later message of the same key is handled.
         fence = await send(bus, "ok")
         assert await asyncio.wait_for(probe.handled.get(), 10) == fence
+    finally:
+        await consumer.stop(grace=2)
+
+
+async def test_a_failed_attempt_is_retried_in_its_lane_and_the_keys_next_message_waits(
+    broker: tuple[Settings, Bus],
+) -> None:
+    """Retried off its lane, the key's next message would be handled first: at dedup, a
+    customer's messages recorded (and answered) out of order."""
+    settings, bus = broker
+    probe = Probe()
+    consumer = await start(settings, bus, probe)
+    try:
+        hiccup = await send(bus, "fail-once")
+        behind = await send(bus, "ok")  # same key
+        other = await send(bus, "ok", key="100.77")  # another key is not held up
+        handled = [await asyncio.wait_for(probe.handled.get(), 15) for _ in range(3)]
+        assert handled.index(hiccup) < handled.index(behind), handled
+        assert set(handled) == {hiccup, behind, other}
+        assert probe.attempts[hiccup] == [0, 1]  # counted
+        assert probe.given_up == []
     finally:
         await consumer.stop(grace=2)
 
