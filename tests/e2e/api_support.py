@@ -36,14 +36,18 @@ class Tenant:
     ) -> ApiAnswer:
         return self.running.api(method, path, body, token=self.keys[role], **kw)
 
-    def use_graph_token(self, number: str, token: str = "test-token") -> None:
-        """The number sends and downloads with the fake Graph API's token (its media
-        downloads and uploads take that one token; its sends check the number's)."""
+    def use_graph_token(self, number: str) -> None:
+        """The number uses the fake Graph API's own token, which its uploads need. The
+        number's first token stays good at the fake: each service's copy of the directory
+        learns of the change within a couple of seconds, and a download or a send made with
+        the first token meanwhile must not fail (it did: a photo's download was refused
+        for all its attempts, and never stored)."""
+        token = self.running.graph.access_token
         patched = self.running.api(
             "PATCH", f"/v1/businesses/{self.id}/numbers/{number}", {"access_token": token}
         )
         assert patched.status == 200, patched
-        self.running.graph.tokens[number] = token
+        self.running.graph.replace_token(number, token)
 
     def webhook(self, number: str, customer: str, text: str, **kw: Any) -> str:
         """A customer's text to `number`; returns its wamid."""

@@ -328,6 +328,9 @@ class FakeGraphAPI(FakeServer):
         self.access_token = access_token
         # Numbers with a token of their own (a business's number): only that one is good.
         self.tokens: dict[str, str] = {}
+        # A number's earlier tokens, still good (Meta keeps a replaced token valid until it
+        # is revoked): the services learn of a new token a moment apart.
+        self.former_tokens: dict[str, set[str]] = {}
         self.sent: list[dict[str, Any]] = []
         self.read_marks: list[dict[str, Any]] = []
         self.templates: dict[str, list[dict[str, Any]]] = {}  # waba_id -> Meta's objects
@@ -364,9 +367,22 @@ class FakeGraphAPI(FakeServer):
             self.templates_of(waba_id).append(template)
         return template
 
+    def replace_token(self, number: str, token: str) -> None:
+        """The number's token is `token` now; the one it had stays good."""
+        if number in self.tokens:
+            self.former_tokens.setdefault(number, set()).add(self.tokens[number])
+        self.tokens[number] = token
+
+    def tokens_of(self, number: str) -> set[str]:
+        return {self.tokens.get(number, self.access_token), *self.former_tokens.get(number, ())}
+
     def _token_ok(self, rec: RecordedRequest) -> bool:
         token = _bearer(rec)
-        return token == self.access_token or token in self.tokens.values()
+        return (
+            token == self.access_token
+            or token in self.tokens.values()
+            or any(token in former for former in self.former_tokens.values())
+        )
 
     def _templates(self, rec: RecordedRequest, waba_id: str) -> web.StreamResponse:
         if not self._token_ok(rec):
@@ -439,7 +455,7 @@ class FakeGraphAPI(FakeServer):
             return web.json_response(
                 meta_error_body(100, f"Unsupported {rec.method.lower()} request."), status=400
             )
-        if _bearer(rec) != self.tokens.get(m.group("pid"), self.access_token):
+        if _bearer(rec) not in self.tokens_of(m.group("pid")):
             return web.json_response(meta_error_body(190), status=401)
         body = rec.json
         if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":

@@ -175,7 +175,10 @@ class FakeGraphMedia(FakeGraphAPI):
     def _authorised(self, rec: RecordedRequest) -> bool:
         """The deployment's token, or a registered number's own (`tokens`): Meta takes any
         token of the app for a media id; the fake does not pin media to a number."""
-        return _bearer(rec) in {self.access_token, *self.tokens.values()}
+        token = _bearer(rec)
+        return token in {self.access_token, *self.tokens.values()} or any(
+            token in former for former in self.former_tokens.values()
+        )
 
     def _info(self, rec: RecordedRequest, media_id: str) -> web.StreamResponse:
         if not self._authorised(rec):
