@@ -244,9 +244,6 @@ class Bus:
         # Many in flight at once: awaiting confirms one by one tops out at a few hundred/s.
         await asyncio.gather(*(self.publish(p.stage, p.key, p.message, ctx) for p in outputs))
 
-    def stage(self, name: str) -> DeclaredStage:
-        return self._stages[name]
-
 
 class KeyedLanes:
     """Run jobs concurrently across keys and strictly one after another within a key."""

@@ -201,8 +201,10 @@ def _poison_messages(bot: Running, run: asyncio.AbstractEventLoop) -> None:
 
 
 def outcome_counts(bot: Running) -> dict[str, float]:
-    """How often conversation has retried, requeued or dead-lettered a message."""
+    """How often conversation has retried (in the lane) or dead-lettered a message."""
     return {
-        outcome: bot.metric("conversation", "events_processed_total", outcome=outcome)
-        for outcome in ("retry_scheduled", "requeued", "dead_lettered")
+        "retried": bot.metric("conversation", "retries_total", kind="scheduled"),
+        "dead_lettered": bot.metric(
+            "conversation", "events_processed_total", outcome="dead_lettered"
+        ),
     }
