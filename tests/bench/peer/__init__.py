@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.bench.fakes import end_process
+
 HERE = Path(__file__).resolve().parent
 PYTHON = HERE.parents[2] / ".venv-peer" / "bin" / "python"
 NAME = "pywa 4.5 (FastAPI, uvicorn)"
@@ -53,10 +55,4 @@ class PeerProcess:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
