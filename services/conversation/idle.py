@@ -37,14 +37,21 @@ POLL_SECONDS = 1.0
 REFIRE_SECONDS = 30.0
 CLAIM = 200
 
+# Each only moves a row forward (a newer stream version), so that an event applied again
+# (a rebuild, a second reader of the same log) neither moves the timer back nor re-arms one
+# that has fired.
 _HANDED = """
 INSERT INTO conversation_handback_timers (conversation_id, active_at, active_version, fired_at)
 VALUES ($1, $2, $3, NULL) ON CONFLICT (conversation_id) DO UPDATE
 SET active_at = EXCLUDED.active_at, active_version = EXCLUDED.active_version, fired_at = NULL
+WHERE conversation_handback_timers.active_version < EXCLUDED.active_version
 """
 _ACTIVE = """
 UPDATE conversation_handback_timers SET active_at = $2, active_version = $3, fired_at = NULL
-WHERE conversation_id = $1
+WHERE conversation_id = $1 AND active_version < $3
+"""
+_GONE = """
+DELETE FROM conversation_handback_timers WHERE conversation_id = $1 AND active_version < $2
 """
 # The idle time is the business's own (handoff_settings) or the deployment's ($2); 0: never.
 # The business is the number's: the conversation id starts with it.
@@ -71,10 +78,7 @@ async def project(batch: Batch) -> None:
     for recorded in batch.events:
         event, conversation = recorded.event, stream_id(recorded.stream)
         if isinstance(event, Released | Closed | Reopened):
-            await batch.conn.execute(
-                "DELETE FROM conversation_handback_timers WHERE conversation_id = $1",
-                conversation,
-            )
+            await batch.conn.execute(_GONE, conversation, recorded.version)
         elif isinstance(event, ACTIVITY):
             # A handoff starts the row; other activity only moves an existing one (the bot's).
             query = _HANDED if isinstance(event, HandedOff) else _ACTIVE

@@ -16,13 +16,14 @@ from shared.events.conversation import (
     Released,
     conversation_stream,
 )
-from shared.eventstore import Event, new
+from shared.eventstore import Event, RecordedEvent, new
 from shared.eventstore.postgres import PostgresEventStore
 from shared.eventstore.subscription import Batch
 from shared.schemas import HandBack
 
 
-async def project(pool: asyncpg.Pool, *events: tuple[str, Event]) -> None:
+async def project(pool: asyncpg.Pool, *events: tuple[str, Event]) -> list[RecordedEvent]:
+    """Append the events and project them in one transaction; returns them as recorded."""
     async with pool.acquire() as conn, conn.transaction():
         store = PostgresEventStore(conn=conn)
         recorded = []
@@ -32,6 +33,7 @@ async def project(pool: asyncpg.Pool, *events: tuple[str, Event]) -> None:
             assert found is not None
             recorded.append(found)
         await idle.project(Batch("test", recorded, conn))
+    return recorded
 
 
 async def row(pool: asyncpg.Pool, conversation: str) -> asyncpg.Record | None:
@@ -53,7 +55,7 @@ def wrote(seq: int) -> CustomerWrote:
 
 async def test_rows_follow_the_handoff_and_only_idle_ones_fire(pg_pool: asyncpg.Pool) -> None:
     held, bots, released = (f"100.{uuid.uuid4().hex[:10]}" for _ in range(3))
-    await project(
+    earlier = await project(
         pg_pool,
         (conversation_stream(bots), wrote(0)),
         (
@@ -70,7 +72,7 @@ async def test_rows_follow_the_handoff_and_only_idle_ones_fire(pg_pool: asyncpg.
     first = await row(pg_pool, held)
     assert first is not None and first["active_version"] == 1
     # The customer writes to the person: the timer counts from it.
-    await project(pg_pool, (conversation_stream(held), wrote(1)))
+    earlier += await project(pg_pool, (conversation_stream(held), wrote(1)))
     moved = await row(pg_pool, held)
     assert moved is not None and moved["active_version"] == 2
 
@@ -87,6 +89,14 @@ async def test_rows_follow_the_handoff_and_only_idle_ones_fire(pg_pool: asyncpg.
     assert [c for c in fired if c.conversation_id == held] == [
         HandBack(conversation_id=held, active_version=2)
     ]
+    # The same events applied again (a rebuild, or the session stack's own reader of this
+    # log): the fired row is not re-armed, nothing moves back, nothing is fired twice.
+    claimed = await row(pg_pool, held)
+    async with pg_pool.acquire() as conn:
+        await idle.project(Batch("again", earlier, conn))
+    assert await row(pg_pool, held) == claimed and await row(pg_pool, released) is None
+    await idle.fire_due(pg_pool, publish, idle_seconds=0.001, limit=LIMIT)
+    assert len([c for c in fired if c.conversation_id == held]) == 1
     # Again after the re-fire period (the publish may have been lost).
     await idle.fire_due(pg_pool, publish, idle_seconds=0.001, refire_seconds=0, limit=LIMIT)
     assert len([c for c in fired if c.conversation_id == held]) == 2
