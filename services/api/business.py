@@ -149,6 +149,7 @@ async def create_contact(call: Call) -> Reply:
             business_id=business,
             contact_id=the_id,
             customer=customer,
+            wa_id=body.wa_id,
             name=body.name,
             tags=body.tags,
             attributes=body.attributes,

@@ -491,7 +491,7 @@ async def _members(conn: Any, business: str, audience: dict[str, Any]) -> list[M
                 r["customer"],
                 contact_of(r),
                 r["marketing_opt_out"],
-                given=r["wa_id"] or r["customer"],
+                given=r["wa_id"] or r["user_id"] or erased.address(r["customer"]),
             )
             for r in rows
         ]

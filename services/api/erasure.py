@@ -70,18 +70,26 @@ class Plan(msgspec.Struct, kw_only=True):
     epoch: int = 0  # of the customer's identity streams (their erasures before this one)
     renamed: int = 0  # how many sweeps renamed streams (names stay unique)
 
-    def streams(self) -> list[str]:
+    def streams(self, ring: KeyRing) -> list[str]:
         """Streams named after the customer: their names are renamed."""
         names = [contact_stream(self.business_id, self.contact_id)]
-        addresses = sorted({erased.address(i) for i in self.ids})
-        names += [identity_stream(self.business_id, erased.keyed(a, self.epoch)) for a in addresses]
+        addresses = sorted({erased.address(i) for i in self.ids if not erased.is_pseudonym(i)})
+        for a in addresses:
+            # Named by the id's pseudonym, or (streams from before pseudonyms) the id itself.
+            for key in sorted(
+                {
+                    erased.customer_key(self.business_id, a, self.epoch, ring),
+                    erased.keyed(a, self.epoch),
+                }
+            ):
+                names.append(identity_stream(self.business_id, key))
         for cid in self.conversations:
             names += [inbox_stream(cid), conversation_stream(cid)]
         return names
 
     def key_ids(self, ring: KeyRing) -> list[str]:
         subjects = [conversation_subject(c) for c in self.conversations]
-        subjects += [stream_subject(s) for s in self.streams()]
+        subjects += [stream_subject(s) for s in self.streams(ring)]
         return sorted({ring.key_id(s) for s in subjects})
 
     def needles(self) -> list[str]:
@@ -312,7 +320,7 @@ class Eraser:
     async def _sweep(self, conn: asyncpg.Connection, plan: Plan, erasure_id: str) -> dict[str, int]:
         """Empty and rename what the store holds about the contact; delete what the read
         models, the relay and the idempotency answers hold. Safe to run again."""
-        streams = plan.streams()
+        streams = plan.streams(self.ring)
         message_streams = [media_stream(w) for w in plan.wamids]
         status = await conn.execute(
             f"UPDATE events SET data = '{EMPTIED}'::jsonb"

@@ -92,6 +92,7 @@ async def send(call: Call) -> Reply:
             conversation_id=conversation,
             phone_number_id=number,
             to=customer,
+            address=body.to,
             type=body.type,
             payload=payload,
             # A person in the console, or an agent's key: an agent's reply.

@@ -36,7 +36,7 @@ async def _audience(batch: Batch, rec: RecordedEvent) -> None:
     assert isinstance(e, CampaignAudience)
     await batch.conn.executemany(
         "INSERT INTO campaign_sends (campaign_id, seq, customer, variant, components,"
-        " message_id, state) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)"
+        " message_id, state, address) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)"
         " ON CONFLICT DO NOTHING",
         [
             (
@@ -47,6 +47,7 @@ async def _audience(batch: Batch, rec: RecordedEvent) -> None:
                 r.get("components"),
                 r.get("message_id"),
                 "skipped" if r.get("skip_reason") else "pending",
+                r.get("given", ""),
             )
             for r in e.recipients
         ],

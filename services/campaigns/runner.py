@@ -27,6 +27,7 @@ import msgspec
 from services.campaigns.outcomes import complete_if_done
 from shared.broker.bus import Bus
 from shared.campaigns.pacing import WINDOW, Bucket, Reach, allowed, campaign_rate
+from shared.crypto.erased import address
 from shared.events.business import contact_id_for
 from shared.events.campaigns import (
     CampaignPaused,
@@ -123,7 +124,7 @@ class Runner:
         number = run["phone_number_id"]
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT seq, customer, variant, components, message_id FROM campaign_sends"
+                "SELECT seq, customer, address, variant, components, message_id FROM campaign_sends"
                 " WHERE campaign_id = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
                 " FOR UPDATE SKIP LOCKED",
                 campaign,
@@ -293,7 +294,7 @@ def _command(
         business_id=run["business_id"],
         conversation_id=f"{run['phone_number_id']}.{row['customer']}",
         phone_number_id=run["phone_number_id"],
-        to=row["customer"],
+        to=row["address"] or address(row["customer"]),
         message_type="template",
         payload={"type": "template", "template": template},
         author="business",

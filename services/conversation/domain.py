@@ -26,6 +26,7 @@ import msgspec
 from services.conversation import media
 from services.conversation.interpret import interpret
 from shared.bot import BotState, Emit, Handoff, Outcome
+from shared.crypto.erased import address
 from shared.events.conversation import (
     BotActed,
     BotReplied,
@@ -102,7 +103,8 @@ class Conversation:
     last_seq: int = -1  # the last inbox message handled (or being handled)
     phase: Phase = READY
     phone_number_id: str = ""
-    customer: str = ""  # where replies go
+    customer: str = ""  # the customer's key
+    address: str = ""  # where replies go (see `recipient`)
     customer_name: str = ""
     turns: list[Turn] = field(default_factory=list)
     replies: dict[int, BotReplied] = field(default_factory=dict)  # the first reply per seq
@@ -302,6 +304,7 @@ def decide(state: Conversation, given: Input) -> list[Event]:
                     timestamp=request.timestamp,
                     phone_number_id=request.phone_number_id,
                     customer=request.customer,
+                    address=request.address,
                     text=text,
                     detail=detail,
                 )
@@ -331,6 +334,7 @@ def decide(state: Conversation, given: Input) -> list[Event]:
                     type=message.message_type,
                     payload=message.payload,
                     text=given.text,
+                    to=message.to,
                     seq=state.last_seq,
                     held=isinstance(state.phase, AwaitingVoice),
                 )
@@ -395,7 +399,13 @@ def _bot_turn(state: Conversation, given: BotTurn) -> list[Event]:
     for action in outcome.actions:
         if isinstance(action, Emit):
             events.append(
-                FlowCompleted(seq=given.seq, name=action.name, flow=action.flow, slots=action.slots)
+                FlowCompleted(
+                    seq=given.seq,
+                    name=action.name,
+                    flow=action.flow,
+                    slots=action.slots,
+                    address=recipient(state),
+                )
             )
     handoff = next((a for a in outcome.actions if isinstance(a, Handoff)), None)
     if handoff is not None and state.mode == BOT:
@@ -574,6 +584,7 @@ def _receive(state: Conversation, given: Receive) -> list[Event]:
         "timestamp": received.timestamp,
         "phone_number_id": received.phone_number_id,
         "customer": received.customer,
+        "address": received.address,
     }
     detail = meaning.detail or {}
     recorded: Event
@@ -647,14 +658,16 @@ def evolve(state: Conversation, event: Event) -> Conversation:
     seq = getattr(event, "seq", -1)
     state.last_seq = max(state.last_seq, seq)
     if isinstance(event, CustomerEvent):
-        _customer(state, event.customer_name, event.phone_number_id, event.customer)
+        _customer(state, event.customer_name, event.phone_number_id, event.customer, event.address)
     match event:
         case CustomerWrote():
             state.turns.append(Turn("customer", event.text, event.wamid, seq))
             if state.phase == AwaitingMedia(seq):
                 state.phase = READY
         case MediaRequested():
-            _customer(state, event.customer_name, event.phone_number_id, event.customer)
+            _customer(
+                state, event.customer_name, event.phone_number_id, event.customer, event.address
+            )
             state.media_requests[seq] = event
             state.phase = AwaitingMedia(seq)
         case BotReplied():
@@ -724,11 +737,21 @@ def _acted(state: Conversation, actions: list[dict[str, Any]]) -> None:
                 state.opted_out = False
 
 
-def _customer(state: Conversation, name: str, phone_number_id: str, customer: str) -> None:
+def _customer(
+    state: Conversation, name: str, phone_number_id: str, customer: str, address: str
+) -> None:
     if name:
         state.customer_name = name
     if phone_number_id and customer:
         state.phone_number_id, state.customer = phone_number_id, customer
+    if address:
+        state.address = address
+
+
+def recipient(state: Conversation) -> str:
+    """The id a reply goes to: the customer's latest, else (rows from before keys were
+    pseudonyms) their key, which was that id."""
+    return state.address or address(state.customer)
 
 
 def _turns_of(state: Conversation, wamid: str) -> list[Turn]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.conversation.domain import AwaitingMedia, AwaitingVoice, Conversation
+from services.conversation.domain import AwaitingMedia, AwaitingVoice, Conversation, recipient
 from shared.broker.bus import Publish
 from shared.events.conversation import (
     BotReplied,
@@ -57,7 +57,7 @@ def resend_business(state: Conversation, message_id: str) -> list[Publish]:
 
 
 def _send_business(state: Conversation, event: BusinessWrote) -> Publish:
-    return _sending(state, event.message_id, event.seq, event.payload)
+    return _sending(state, event.message_id, event.seq, event.payload, to=event.to)
 
 
 def resend(state: Conversation, seq: int) -> list[Publish]:
@@ -129,6 +129,7 @@ def _sending(
     seq: int,
     payload: dict[str, Any],
     received_at: float = 0.0,
+    to: str = "",
 ) -> Publish:
     """A message to the customer, through outbound, sent once by `command_id`."""
     return Publish(
@@ -138,7 +139,7 @@ def _sending(
             command_id=command_id,
             conversation_id=state.conversation_id,
             phone_number_id=state.phone_number_id,
-            to=state.customer,
+            to=to or recipient(state),
             payload=payload,
             seq=seq,
             received_at=received_at,

@@ -18,7 +18,7 @@ import msgspec
 from services.dedup.identity import Epochs, Identities, never_erased
 from services.dedup.split import Change, Echo, Inbound, Item, Preference, Status, split_delivery
 from shared.broker.bus import Context, Publish
-from shared.crypto.erased import keyed
+from shared.crypto.erased import customer_key
 from shared.crypto.personal import ErasedData
 from shared.directory import Directory
 from shared.events.dedup import (
@@ -215,9 +215,8 @@ async def _route(item: Item, delivery: WebhookDelivery, deps: Deps) -> Item:
         return item
     if isinstance(item, Status):
         epoch = await deps.identities.epoch(number.business_id, item.recipient_id)
-        return replace(
-            item, business_id=number.business_id, customer=keyed(item.recipient_id, epoch)
-        )
+        key = customer_key(number.business_id, item.recipient_id, epoch)
+        return replace(item, business_id=number.business_id, customer=key)
     # An echo's customer is its recipient: the same key as their own messages have.
     key = await deps.identities.key(number.business_id, item.wa_id, item.user_id)
     return replace(item, business_id=number.business_id, customer=key)

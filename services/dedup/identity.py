@@ -1,9 +1,10 @@
 """One customer, one key, whichever id Meta sends.
 
-A customer's key is the first id Meta gave them to this business: their wa_id, or their
-business-scoped user id when they hide their number. An id seen beside the key is linked to
-it (`IdentityLinked` in `identity-<business_id>.<id>`, expected empty: the first writer
-wins, a loser reads the winner's), so later messages carrying only that id reach the same
+A customer's key is a keyed pseudonym of the first id Meta gave them to this business (their
+wa_id, or their business-scoped user id when they hide their number; shared/crypto/erased.py
+`customer_key`). An id seen beside it is linked to the key (`IdentityLinked` in
+`identity-<business_id>.<the id's pseudonym>`, expected empty: the first writer wins, a
+loser reads the winner's), so later messages carrying only that id reach the same
 contact and conversation. Links never change, so they are kept in memory once seen.
 
 A new customer costs one read and one append, once; after that the link is in memory. Two
@@ -12,7 +13,7 @@ joins them, and nothing should guess.
 
 A customer whose contact was erased starts again: their identity streams are gone (renamed by
 the erasure, their keys destroyed), and the key they get, like their new identity streams,
-carries the erasure's epoch (`<id>~<n>`, shared/crypto/erased.py), so that their new
+is a pseudonym with the erasure's epoch in it, so that their new
 contact and conversations share nothing with the erased ones. A process that still
 remembers the old link learns it is stale when a write under it is refused (ErasedData) and
 forgets what it knew (`forget`).
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from shared.crypto.erased import keyed
+from shared.crypto.erased import customer_key
 from shared.events.dedup import IdentityLinked, identity_stream
 from shared.eventstore import (
     NO_STREAM,
@@ -68,7 +69,9 @@ class Identities:
         # First seen: the wa_id, when there is one, is the key (with the epoch of an earlier
         # erasure). Recorded, so that every instance (and this one after a restart) agrees.
         epoch = epoch or 0
-        return await self._link_all(business_id, keyed(ids[0][0], epoch), ids, epoch)
+        return await self._link_all(
+            business_id, customer_key(business_id, ids[0][0], epoch), ids, epoch
+        )
 
     async def epoch(self, business_id: str, customer_id: str) -> int:
         """How many times the customer known by this id was erased (a status names its
@@ -93,7 +96,7 @@ class Identities:
         if known is not None:
             self._known.move_to_end((business_id, customer_id))
             return known
-        stream = identity_stream(business_id, keyed(customer_id, epoch))
+        stream = identity_stream(business_id, customer_key(business_id, customer_id, epoch))
         for recorded in await self.store.read_stream(stream):
             if isinstance(recorded.event, Erased):
                 return None
@@ -113,7 +116,7 @@ class Identities:
             event = IdentityLinked(business_id=business_id, id=customer_id, customer=key, kind=kind)
             try:
                 await self.store.append(
-                    identity_stream(business_id, keyed(customer_id, epoch)),
+                    identity_stream(business_id, customer_key(business_id, customer_id, epoch)),
                     [NewEvent(event, event_id_for("identity", business_id, customer_id, key))],
                     expected_version=NO_STREAM,
                 )

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from shared.crypto.erased import address
 from shared.events.business import ContactErased
 from shared.events.conversation import BotReplied, FlowCompleted, TurnFailed
 from shared.events.dedup import ChangeReceived, MessageReceived
@@ -77,7 +78,7 @@ def _message_received(e: RecordedEvent) -> dict[str, Any]:
         "phone_number_id": d.phone_number_id,
         "display_phone_number": d.display_phone_number,
         "waba_id": d.waba_id,
-        "customer": d.customer,
+        "customer": d.address,  # the id Meta knows (the key is a pseudonym)
         "customer_name": d.customer_name,
         "message_type": d.type,
         "timestamp": d.timestamp,
@@ -152,7 +153,7 @@ def _flow_completed(e: RecordedEvent) -> dict[str, Any]:
         "conversation_id": cid,
         "sequence": d.seq,
         "phone_number_id": number,
-        "customer": customer,
+        "customer": d.address or address(customer),
         "name": d.name,
         "flow": d.flow,
         "slots": dict(d.slots),

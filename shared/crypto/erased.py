@@ -1,10 +1,12 @@
 """The customer ids (wa_id, business-scoped user id) that a business erased, kept as keyed
 pseudonyms with a count (`erased_ids`, migration 0012).
 
-A customer who writes again after an erasure gets the key `<id>~<epoch>` instead of `<id>`:
-a new contact, a new conversation and new streams, under new data keys, so nothing joins
-them to what was erased (whose streams are renamed and whose keys are destroyed). The
-address Meta knows stays the id before the `~` (`address`).
+A customer's key is a keyed pseudonym of their first id and the count of their erasures
+(`customer_key`). One who writes again after an erasure gets a new key: a new contact, a new
+conversation and new streams, under new data keys, so nothing joins them to what was erased
+(whose streams are renamed and whose keys are destroyed). Without a key ring the key is the
+id itself (`<id>~<epoch>` after an erasure); the address Meta knows is the id before the `~`
+(`address`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,30 @@ def address(customer: str) -> str:
 
 
 def keyed(customer_id: str, epoch: int) -> str:
+    """The key a customer had before keys were pseudonyms (and has without a key ring)."""
     return f"{customer_id}{EPOCH}{epoch}" if epoch else customer_id
+
+
+PSEUDONYM = "c"  # a customer key's prefix: a pseudonym, never an id Meta gave
+
+
+def customer_key(
+    business_id: str, customer_id: str, epoch: int, ring: KeyRing | None = None
+) -> str:
+    """The key a customer known first by `customer_id` gets in this business: a keyed
+    pseudonym (HMAC under the deployment's pseudonym key, per business, with the epoch of
+    their erasures), so that no stream name, routing key or log line holds their number.
+    Without a key ring (no MASTER_KEY) it is the id itself, with the epoch (`keyed`)."""
+    from shared.crypto import datakeys
+
+    ring = ring or datakeys.installed()
+    if ring is None:
+        return keyed(customer_id, epoch)
+    return PSEUDONYM + ring.pseudonym("customer", business_id, customer_id, str(epoch))
+
+
+def is_pseudonym(key: str) -> bool:
+    return len(key) == 33 and key.startswith(PSEUDONYM) and not key.isdigit()
 
 
 def _pseudonyms(ring: KeyRing, business_id: str, ids: Iterable[str]) -> list[str]:
@@ -59,4 +84,5 @@ async def current_key(conn: Any, business_id: str, customer_id: str) -> str:
     ring = datakeys.installed()
     if ring is None:
         return customer_id
-    return keyed(customer_id, await epoch(conn, ring, business_id, [customer_id]))
+    found = await epoch(conn, ring, business_id, [customer_id])
+    return customer_key(business_id, customer_id, found, ring)

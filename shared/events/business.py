@@ -121,6 +121,7 @@ class MessageRequested(Event, kw_only=True):
     conversation_id: str
     phone_number_id: str
     to: str  # the customer's key
+    address: str = ""  # the id it goes to, as the client gave it ("" in older rows: `to`)
     type: str
     payload: dict[str, Any]
     author: str = "business"  # business or agent
@@ -134,7 +135,8 @@ class ContactCreated(Event, kw_only=True):
 
     business_id: str
     contact_id: str
-    customer: str  # the key: the wa_id given
+    customer: str  # the key (a pseudonym of the wa_id given)
+    wa_id: str = ""  # the wa_id given ("" in older rows: the key was it)
     name: str = ""
     tags: list[str] = []
     attributes: dict[str, Any] = {}

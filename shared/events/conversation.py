@@ -24,7 +24,10 @@ class CustomerEvent(Event, kw_only=True):
     customer_name: str = ""
     timestamp: str | None = None
     phone_number_id: str = ""  # "" in rows recorded before it was kept here
-    customer: str = ""
+    customer: str = ""  # the customer's key (a pseudonym: it names their streams)
+    # Where replies go: the id Meta gave them (wa_id, else user_id). "" in rows recorded
+    # before it was kept here, whose key was that id.
+    address: str = ""
 
 
 class CustomerWrote(CustomerEvent, kw_only=True):
@@ -84,6 +87,7 @@ class MediaRequested(Event, kw_only=True):
     phone_number_id: str
     customer: str
     customer_name: str = ""
+    address: str = ""  # as CustomerEvent's
     timestamp: str | None = None
     received_at: float = 0.0
     trigger: str = ""
@@ -146,6 +150,7 @@ class FlowCompleted(Event, kw_only=True):
     name: str
     flow: str = ""
     slots: dict[str, str] = {}
+    address: str = ""  # the customer's id Meta knows ("" in older rows: the key was it)
 
 
 class ReplySpoken(Event, kw_only=True):
@@ -184,6 +189,7 @@ class BusinessWrote(Event, kw_only=True):
     type: str  # the Cloud API message type
     payload: dict[str, Any]  # the Graph API message body, minus messaging_product/to
     text: str = ""  # what it says, for the history: a text's body, a caption, a template's name
+    to: str = ""  # the id it goes to (wa_id or user_id); "" in older rows: the customer's key
     seq: int = -1  # the customer message it follows (the last handled when it was recorded)
     # Held back while a voice reply decided before it is prepared, so that the two never
     # cross; released (BusinessReleased) when that reply goes out.

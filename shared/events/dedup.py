@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.crypto.erased import address
 from shared.eventstore import Event
 
 
@@ -38,7 +39,7 @@ class MessageReceived(Event, kw_only=True):
     waba_id: str = ""
     phone_number_id: str
     display_phone_number: str = ""
-    customer: str  # the customer's key: the first id Meta gave them (wa_id or user_id)
+    customer: str  # the customer's key: a pseudonym of the first id Meta gave them
     wa_id: str = ""  # the customer's WhatsApp id (phone number), when Meta sent it
     user_id: str = ""  # the business-scoped user id, when Meta sent it
     customer_name: str = ""
@@ -49,6 +50,12 @@ class MessageReceived(Event, kw_only=True):
     contact: dict[str, Any] | None = None
     delivery_id: str = ""
     received_at: float = 0.0  # when ingress received the delivery (unix seconds)
+
+    @property
+    def address(self) -> str:
+        """Where replies go: the id Meta gave the customer in this message (rows from before
+        keys were pseudonyms have none apart: their key was that id)."""
+        return self.wa_id or self.user_id or address(self.customer)
 
 
 class IdentityLinked(Event, kw_only=True):

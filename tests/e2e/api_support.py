@@ -36,6 +36,10 @@ class Tenant:
     ) -> ApiAnswer:
         return self.running.api(method, path, body, token=self.keys[role], **kw)
 
+    def conversation_id(self, number: str, customer: str, epoch: int = 0) -> str:
+        """The conversation of `customer` with one of the business's numbers."""
+        return self.running.conversation_id(number, customer, self.id, epoch)
+
     def use_graph_token(self, number: str) -> None:
         """The number uses the fake Graph API's own token, which its uploads need. The
         number's first token stays good at the fake: each service's copy of the directory
@@ -79,12 +83,12 @@ class Tenant:
         found: dict[str, Any] = {}
 
         def there() -> bool:
-            answer = self.call("GET", f"/v1/conversations/{number}.{customer}")
+            answer = self.call("GET", f"/v1/conversations/{self.conversation_id(number, customer)}")
             if answer.status == 200:
                 found.update(answer.json)
             return answer.status == 200
 
-        wait_for(there, timeout=within, message=f"conversation {number}.{customer}")
+        wait_for(there, timeout=within, message=f"conversation {number} of {customer}")
         return found
 
 

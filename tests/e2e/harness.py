@@ -31,7 +31,10 @@ from services.webhook_relay.client import AdminClient
 from shared.broker.cluster import connect_any
 from shared.broker.topology import stages
 from shared.config import Settings, load_settings
+from shared.crypto.datakeys import KeyRing
+from shared.crypto.erased import customer_key, keyed
 from shared.crypto.personal import mapper_with_keys
+from shared.crypto.secrets import MasterKey
 from shared.eventstore import RecordedEvent, Unrecognised
 from shared.eventstore.postgres import PostgresEventStore, init_connection
 from shared.meta.signature import sign
@@ -83,6 +86,7 @@ class Running:
     run_dir: Path
     elevenlabs: FakeElevenLabs | None = None
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    _ring: KeyRing | None = None
 
     @property
     def media_dir(self) -> Path:
@@ -153,6 +157,29 @@ class Running:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+
+    def conversation_id(
+        self, number: str, customer: str, business: str = "default", epoch: int = 0
+    ) -> str:
+        """The conversation of `customer` (the id Meta gives them) with `number`, as dedup
+        names it: by the customer's key, a keyed pseudonym (shared/crypto/erased.py)."""
+        return f"{number}.{self.customer_key(customer, business, epoch)}"
+
+    def customer_key(self, customer: str, business: str = "default", epoch: int = 0) -> str:
+        master = self.env.get("MASTER_KEY")
+        if not master:
+            return keyed(customer, epoch)
+        if self._ring is None:
+
+            async def start() -> KeyRing:
+                conn = await asyncpg.connect(self.database_url)
+                try:
+                    return await KeyRing(MasterKey(master)).start(conn)
+                finally:
+                    await conn.close()
+
+            self._ring = self._loop.run_until_complete(start())
+        return customer_key(business, customer, epoch, self._ring)
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def run() -> list[asyncpg.Record]:

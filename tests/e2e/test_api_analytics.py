@@ -92,7 +92,9 @@ def test_known_traffic_gives_exactly_its_figures_and_no_other_businesss(
     _echo(running, stranger, "not yours")
     # The fences: every message of the three is handled (each adds one message and its reply).
     running.fences({ann: number, bo: number, stranger: elsewhere})
-    closed = tenant.call("POST", f"/v1/conversations/{number}.{ann}/close", role="agent")
+    closed = tenant.call(
+        "POST", f"/v1/conversations/{tenant.conversation_id(number, ann)}/close", role="agent"
+    )
     assert closed.status == 200
     read_models_caught_up(running)
 

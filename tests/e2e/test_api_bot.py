@@ -107,7 +107,7 @@ def test_a_flow_runs_end_to_end_and_completes(running: Running) -> None:
     assert answers_after(running, tenant, number, customer, "help") == "Your order number?"
     assert answers_after(running, tenant, number, customer, "no idea") == "Like A-123, please."
     assert answers_after(running, tenant, number, customer, "B-7") == "Thanks, order B-7 noted."
-    stream = f"conversation-{number}.{customer}"
+    stream = "conversation-" + tenant.conversation_id(number, customer)
     [done] = [d for t, d in running.events(stream) if t == "FlowCompleted"]
     assert done["slots"] == {"order": "B-7"} and done["name"] == "support_request"
 
@@ -253,7 +253,7 @@ def test_a_flow_left_unanswered_times_out_on_the_timer(running: Running) -> None
         message="the flow's timeout message",
     )
     assert running.graph.texts_to(customer)[1] == "Closed: write help to start again."
-    conversation = f"{number}.{customer}"
+    conversation = tenant.conversation_id(number, customer)
     wait_for(
         lambda: (
             not running.sql(

@@ -201,7 +201,12 @@ def test_webhooks_of_two_businesses_and_sends_of_every_type(
             assert conversation["window_open_until"] is not None
             assert conversation["contact"]["wa_id"] == customer
             other = b if tenant is a else a
-            assert other.call("GET", f"/v1/conversations/{number}.{customer}").status == 404
+            assert (
+                other.call(
+                    "GET", f"/v1/conversations/{tenant.conversation_id(number, customer)}"
+                ).status
+                == 404
+            )
     if not CONVERSATION_SENDS:
         pytest.skip("the conversation does not send business messages yet (the lead's work)")
     number = next(iter(a.numbers))
@@ -244,7 +249,9 @@ def test_webhooks_of_two_businesses_and_sends_of_every_type(
         assert code == 200
     running.fence(customer, phone_number_id=number)
     wait_for(lambda: a.call("GET", f"/v1/messages/{ids[0]}").json["status"] == "read", timeout=10)
-    assert view["conversation_id"] == f"{number}.{customer}"
-    history = a.call("GET", f"/v1/conversations/{number}.{customer}/messages").json["data"]
+    assert view["conversation_id"] == a.conversation_id(number, customer)
+    history = a.call(
+        "GET", f"/v1/conversations/{a.conversation_id(number, customer)}/messages"
+    ).json["data"]
     assert history[0]["direction"] == "inbound"
     assert {m["id"] for m in history} >= set(ids)

@@ -72,7 +72,7 @@ def test_a_customers_file_is_served_to_its_business_only(running: Running) -> No
     customer = new_customer()
     content = os.urandom(3000)
     wamid = send_image(a, number, customer, graph.add_media(content, "image/jpeg").media_id)
-    cid = f"{number}.{customer}"
+    cid = a.conversation_id(number, customer)
     media = media_of(a, cid, wamid)
     assert media["kind"] == "image" and media["mime_type"] == "image/jpeg"
     url = media["url"]

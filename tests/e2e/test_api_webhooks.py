@@ -50,7 +50,7 @@ def talk(tenant: Tenant, text: str) -> str:
     number = next(iter(tenant.numbers))
     customer = new_customer()
     tenant.webhook(number, customer, text)
-    return f"{number}.{customer}"
+    return tenant.conversation_id(number, customer)
 
 
 def all_deliveries(tenant: Tenant, endpoint_id: str, limit: int = 2) -> list[dict[str, Any]]:

@@ -189,7 +189,7 @@ def test_a_campaign_from_draft_to_completed(running: Running) -> None:
     wait_for(moved, message="delivered, read and replied counted")
     # The campaign message is in Cy's history (a customer the api never wrote to before),
     # with the template's text as Cy read it, said by the business.
-    history = tenant.call("GET", f"/v1/conversations/{number}.{cy}/messages")
+    history = tenant.call("GET", f"/v1/conversations/{tenant.conversation_id(number, cy)}/messages")
     assert history.status == 200, history
     [said] = history.json["data"]
     assert (said["direction"], said["author"], said["type"]) == ("outbound", "business", "template")

@@ -107,7 +107,7 @@ def test_an_agent_takes_over_replies_and_hands_back_in_the_browser(
     page.screenshot(path=str(shots / "inbox-empty.png"))
 
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello, I need help with my order")
     # Live: it appears without a reload, and the bot's answer with it.
     _item(page, cid).wait_for(timeout=WAIT_MS)
@@ -179,7 +179,7 @@ def test_customer_markup_stays_text_and_a_viewer_cannot_reply(
     tenant = make_tenant(running, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     name = "<img src=x onerror=alert(1)>"
     words = "<script>alert('x')</script><b>bold?</b>"
     payload = text_message(words, customer=customer, phone_number_id=number, name=name,
@@ -268,7 +268,7 @@ def test_time_from_a_webhook_to_the_open_inbox(running: Running, browser: Any) -
     agent = _user(tenant, "agent")
     page = _sign_in(browser, running, agent)
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "first")
     _item(page, cid).wait_for(timeout=WAIT_MS)
     _item(page, cid).locator("button").click()
@@ -310,5 +310,5 @@ def test_an_open_console_does_not_hold_up_a_restart_and_reconnects(
     # conversation appears without a reload.
     customer = new_customer()
     tenant.webhook(number, customer, "after the restart")
-    _item(page, f"{number}.{customer}").wait_for(timeout=WAIT_MS)
+    _item(page, tenant.conversation_id(number, customer)).wait_for(timeout=WAIT_MS)
     page.close()

@@ -54,7 +54,7 @@ def test_the_pages_pass_axe_and_the_inbox_works_from_the_keyboard(
         wait_for(lambda c=customer, n=n: f"echo: hello number {n}" in running.graph.texts_to(c))
     page = _sign_in(browser, running, _user(tenant, "admin"))
     for customer in customers:
-        _item(page, f"{number}.{customer}").wait_for(timeout=WAIT_MS)
+        _item(page, tenant.conversation_id(number, customer)).wait_for(timeout=WAIT_MS)
 
     # The keyboard alone: into the list, down to the other conversation, open it, reply.
     first = page.locator('[data-testid="inbox-item"] button').first

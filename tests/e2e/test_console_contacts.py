@@ -122,7 +122,7 @@ def test_import_search_edit_and_a_contacts_conversations(
 
     # Her conversation, once she writes, is listed and opens in the inbox.
     tenant.webhook(number, grace, "hello from Grace", name="Grace Hopper")
-    cid = f"{number}.{grace}"
+    cid = tenant.conversation_id(number, grace)
     wait_for(lambda: tenant.call("GET", f"/v1/conversations/{cid}").status == 200)
     page.fill("#contact-tag", "")
     page.fill("#contact-search", "grace")

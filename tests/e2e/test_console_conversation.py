@@ -71,7 +71,7 @@ def test_ticks_follow_the_statuses_live_and_a_colleague_is_assigned(
     colleague = _user(tenant, "agent")
     page = _sign_in(browser, running, agent)
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "where is my parcel?")
     _item(page, cid).wait_for(timeout=WAIT_MS)
     wait_for(lambda: "echo: where is my parcel?" in running.graph.texts_to(customer))
@@ -118,7 +118,7 @@ def test_a_reply_from_the_phone_app_shows_as_a_persons_and_hands_off(
     number = next(iter(tenant.numbers))
     page = _sign_in(browser, running, _user(tenant, "agent"))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "are you open today?")
     _item(page, cid).wait_for(timeout=WAIT_MS)
     wait_for(lambda: "echo: are you open today?" in running.graph.texts_to(customer))
@@ -143,7 +143,7 @@ def test_outside_the_window_a_template_is_picked_filled_and_sent(
     running.graph.add_template(waba, **SHIPPING)
     assert tenant.call("POST", "/v1/templates/sync").status == 200
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     # The customer last wrote 25 hours ago (Meta's timestamp): the window is closed.
     old = {
         "from": customer,
@@ -243,7 +243,7 @@ def test_a_customers_photo_is_shown_from_the_api_and_the_caption_stays_text(
     number = next(iter(tenant.numbers))
     page = _sign_in(browser, running, _user(tenant, "agent"))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     graph = cast(FakeGraphMedia, running.graph)
     photo = graph.add_media(_png(), "image/png")
     caption = "<img src=x onerror=alert(1)> my receipt"
@@ -275,7 +275,7 @@ def test_an_agent_attaches_a_photo_with_a_caption_and_a_document(
     tenant.use_graph_token(number)
     graph = cast(FakeGraphMedia, running.graph)
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "can you show me?")
     wait_for(lambda: "echo: can you show me?" in graph.texts_to(customer))
     page = _sign_in(browser, running, _user(tenant, "agent"))
@@ -322,7 +322,7 @@ def test_the_inbox_filters_by_number_and_by_tag(
     a, b = new_customer(), new_customer()
     tenant.webhook(first, a, "hello from a")
     tenant.webhook(second, b, "hello from b")
-    ca, cb = f"{first}.{a}", f"{second}.{b}"
+    ca, cb = tenant.conversation_id(first, a), tenant.conversation_id(second, b)
     for cid in (ca, cb):
         _item(page, cid).wait_for(timeout=WAIT_MS)
     contact = tenant.call("GET", f"/v1/conversations/{cb}").json["contact"]["id"]

@@ -59,7 +59,7 @@ def test_an_agent_handles_a_conversation_in_firefox(running: Running, firefox: F
     ff.wait_for("location.pathname === '/console/' && !!document.getElementById('inbox-list')")
 
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello from Firefox", name=XSS)
     item = f'[data-testid="inbox-item"][data-conversation-id="{cid}"]'
     ff.wait_for(f"!!document.querySelector({json.dumps(item)})")  # live, no reload

@@ -45,7 +45,7 @@ def test_an_italian_user_works_in_italian_and_switches_to_english(
     tenant = make_tenant(running, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "ciao")
     wait_for(lambda: "echo: ciao" in running.graph.texts_to(customer), message="bot reply")
     tenant.conversation(number, customer)

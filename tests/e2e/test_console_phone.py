@@ -66,7 +66,7 @@ def test_every_page_fits_a_phone(
             name = path.strip("/").replace("/", "-") or "inbox"
             page.screenshot(path=str(_shots(running) / f"phone-{name}.png"), full_page=True)
         # A conversation open, its messages and reply box shown.
-        page.goto(running.api_url + f"/console/#{number}.{customer}")
+        page.goto(running.api_url + f"/console/#{tenant.conversation_id(number, customer)}")
         page.locator('[data-testid="message"]').nth(1).wait_for(timeout=10_000)
         overflow = page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -177,7 +177,7 @@ def test_an_admin_manages_keys_users_and_webhooks_in_the_page(
 
     # An event reaches the receiver; the page's log shows its delivery; a replay resends it.
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello CRM")
     wait_for(lambda: sorted(e["type"] for e in crm.events(cid)) == EXPECTED, timeout=TIMEOUT,
              message="the conversation's events at the receiver")  # fmt: skip
@@ -211,7 +211,9 @@ def test_an_admin_manages_keys_users_and_webhooks_in_the_page(
 
     def dead() -> list[str]:
         found = tenant.call("GET", path).json["data"]
-        return [d["id"] for d in found if d["conversation"] == f"{number}.{other}"]
+        return [
+            d["id"] for d in found if d["conversation"] == tenant.conversation_id(number, other)
+        ]
 
     # The same three events as the first conversation's, each dead.
     wait_for(lambda: len(dead()) == len(EXPECTED), timeout=TIMEOUT,

@@ -107,7 +107,7 @@ def test_every_corpus_payload_is_accepted_recorded_and_answered_as_it_should(
     # Every item landed where it belongs.
     for case in cases:
         for phone, message in case.messages:
-            inbox = bot.events(f"inbox-{phone}.{case.customer}")
+            inbox = bot.events("inbox-" + bot.conversation_id(phone, case.customer))
             assert [d["wamid"] for t, d in inbox if t == "MessageReceived"] == [message["id"]], (
                 case.name
             )
@@ -144,7 +144,7 @@ def test_every_corpus_payload_is_accepted_recorded_and_answered_as_it_should(
     for case in silent:
         for phone, message in case.messages:
             expected = SILENT_EVENTS.get(message.get("type"), "UnsupportedReceived")
-            stream = f"conversation-{phone}.{case.customer}"
+            stream = "conversation-" + bot.conversation_id(phone, case.customer)
             wait_for(
                 lambda s=stream, e=expected: e in stream_types(bot, s),
                 timeout=20,

@@ -99,8 +99,8 @@ def test_poison_messages_end_in_dead_letters_and_the_conversation_moves_on(
 
 def _poison_messages(bot: Running, run: asyncio.AbstractEventLoop) -> None:
     broken_customer, junk_customer = new_customer(), new_customer()
-    broken_cid = f"{PHONE_NUMBER_ID}.{broken_customer}"
-    junk_cid = f"{PHONE_NUMBER_ID}.{junk_customer}"
+    broken_cid = bot.conversation_id(PHONE_NUMBER_ID, broken_customer)
+    junk_cid = bot.conversation_id(PHONE_NUMBER_ID, junk_customer)
 
     # 1. A CustomerMessage whose event lacks phone_number_id, recorded that way in the inbox
     #    (as a bug might): it cannot be decoded, so retrying cannot help.

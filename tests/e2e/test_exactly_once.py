@@ -86,7 +86,7 @@ def test_a_batched_delivery_of_two_customers_across_two_entries_is_answered_in_o
     answered_with(bot, alice, ["echo: a1", "echo: a2", "echo: a3"])
     answered_with(bot, bob, ["echo: b1", "echo: b2", "echo: b3"])
     for customer in (alice, bob):
-        inbox = bot.events(f"inbox-{PHONE_NUMBER_ID}.{customer}")
+        inbox = bot.events("inbox-" + bot.conversation_id(PHONE_NUMBER_ID, customer))
         assert len(inbox) == 3
         assert {d["customer_name"] for _, d in inbox} == {"Alice" if customer == alice else "Bob"}
     # And the batch redelivered as a whole changes nothing.
@@ -110,7 +110,7 @@ def test_a_redelivery_after_the_reply_was_sent_is_counted_and_not_answered_again
     assert bot.graph.texts_to(customer) == ["echo: answered already", fence]
     assert bot.metric("dedup", "dedup_duplicates_total", kind="message") >= before + 1
     # One send for the first message: the redelivered reply command found its outbox done.
-    conversation = f"{PHONE_NUMBER_ID}.{customer}"
+    conversation = bot.conversation_id(PHONE_NUMBER_ID, customer)
     sends = bot.events_of_type("SendStarted", conversation_id=conversation)
     assert len(sends) == 2
 

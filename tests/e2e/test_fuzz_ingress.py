@@ -475,14 +475,10 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
     ]
     assert post(fences) == [200] * len(fences)
 
-    def key_of(customer: str) -> str:
-        """The customer's key: a fuzzed delivery may have linked their wa_id to a user id
-        first seen beside it (the same person to Meta), and replies then go to that."""
-        links = [d["customer"] for t, d in bot.events(f"identity-default.{customer}")]
-        return links[0] if links else customer
-
     def answered() -> bool:
-        return all(f"echo: {t}" in bot.graph.texts_to(key_of(c)) for c, t in texts.items())
+        # Replies go to the id the customer wrote from (the fence's wa_id), whatever key a
+        # fuzzed delivery linked it to.
+        return all(f"echo: {t}" in bot.graph.texts_to(c) for c, t in texts.items())
 
     try:
         wait_for(answered, timeout=60, interval=0.02, message="every fence of the batch answered")
@@ -490,11 +486,14 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
         stuck = {
             c: {
                 "sent": bot.graph.texts_to(c)[-3:],
-                "conversation": [t for t, _ in bot.events(f"conversation-{PHONE_NUMBER_ID}.{c}")][
-                    -8:
-                ],
-                "inbox": len(bot.events(f"inbox-{PHONE_NUMBER_ID}.{c}")),
-                "linked": bot.events(f"identity-default.{c}"),
+                "conversation": [
+                    t
+                    for t, _ in bot.events(
+                        "conversation-" + bot.conversation_id(PHONE_NUMBER_ID, c)
+                    )
+                ][-8:],
+                "inbox": len(bot.events("inbox-" + bot.conversation_id(PHONE_NUMBER_ID, c))),
+                "linked": bot.events("identity-default." + bot.customer_key(c)),
                 "recorded": [
                     (r["stream_name"], r["type"])
                     for r in bot.sql(
@@ -505,7 +504,7 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
                 ],
             }
             for c, t in texts.items()
-            if f"echo: {t}" not in bot.graph.texts_to(key_of(c))
+            if f"echo: {t}" not in bot.graph.texts_to(c)
         }
         raise AssertionError(f"fences not answered: {stuck}") from None
 

@@ -26,7 +26,7 @@ def test_an_idle_conversation_goes_back_to_the_bot_with_an_event(idle_stack: Run
     tenant = make_tenant(running, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello bot")
     wait_for(lambda: "echo: hello bot" in running.graph.texts_to(customer), message="bot reply")
     tenant.conversation(number, customer)  # in the read model
@@ -81,7 +81,7 @@ def test_a_business_sets_its_own_idle_time_or_none(idle_stack: Running) -> None:
         customer = new_customer()
         tenant.webhook(number, customer, "hello bot")
         wait_for(lambda: "echo: hello bot" in running.graph.texts_to(customer))
-        cid = f"{number}.{customer}"
+        cid = tenant.conversation_id(number, customer)
         tenant.conversation(number, customer)
         taken = tenant.call("POST", f"/v1/conversations/{cid}/handoff", {}, role="agent")
         assert taken.status == 200, taken

@@ -40,7 +40,7 @@ def test_a_person_takes_over_the_bot_is_silent_and_release_gives_it_back(
     other = make_tenant(running, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello bot")
     wait_for(lambda: "echo: hello bot" in running.graph.texts_to(customer), message="bot reply")
     agent = _user(tenant)
@@ -185,7 +185,7 @@ def test_a_reply_from_the_phone_app_or_an_agent_starting_takes_the_conversation(
     tenant = make_tenant(running, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello bot")
     wait_for(lambda: "echo: hello bot" in running.graph.texts_to(customer), message="bot reply")
 

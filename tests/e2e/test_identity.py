@@ -56,7 +56,7 @@ def test_a_customer_known_by_a_user_id_only_is_answered_and_stays_one_conversati
     assert bot.post(payload("and the number alone", wa_id, None))[0] == 200
     wait_for(lambda: len(bot.graph.sent_to(user_id)) == 3, timeout=30)
 
-    inbox = bot.events(f"inbox-{PHONE}.{user_id}")
+    inbox = bot.events("inbox-" + bot.conversation_id(PHONE, user_id))
     assert [d["text"]["body"] for _, d in [(t, d["message"]) for t, d in inbox]] == [
         "hello from a hidden number",
         "now with my number",
@@ -67,9 +67,13 @@ def test_a_customer_known_by_a_user_id_only_is_answered_and_stays_one_conversati
         (wa_id, user_id),
         (wa_id, ""),
     ]
-    assert bot.events(f"inbox-{PHONE}.{wa_id}") == []  # never a second conversation
+    assert (
+        bot.events("inbox-" + bot.conversation_id(PHONE, wa_id)) == []
+    )  # never a second conversation
     assert bot.graph.sent_to(wa_id) == []
     replies = [
-        d["text"] for t, d in bot.events(f"conversation-{PHONE}.{user_id}") if t == "BotReplied"
+        d["text"]
+        for t, d in bot.events("conversation-" + bot.conversation_id(PHONE, user_id))
+        if t == "BotReplied"
     ]
     assert [s["body"]["text"]["body"] for s in bot.graph.sent_to(user_id)] == replies

@@ -34,7 +34,7 @@ def _received(bot: Running, wamid: str) -> list[dict[str, Any]]:
 
 
 def _inbox(bot: Running, customer: str) -> list[dict[str, Any]]:
-    stream = f"inbox-{PHONE_NUMBER_ID}.{customer}"
+    stream = "inbox-" + bot.conversation_id(PHONE_NUMBER_ID, customer)
     return [d for t, d in bot.events(stream) if t == "MessageReceived"]
 
 
@@ -214,7 +214,7 @@ def test_unknown_fields_fields_and_message_types_are_accepted_and_recorded(bot: 
     [change] = [d for t, d in bot.events(f"account-{waba_id}") if t == "ChangeReceived"]
     assert change["value"]["value"] == {"anything": ["goes", 1]}
 
-    conversation = f"conversation-{PHONE_NUMBER_ID}.{customer}"
+    conversation = "conversation-" + bot.conversation_id(PHONE_NUMBER_ID, customer)
 
     def unsupported_recorded() -> bool:
         return any(

@@ -78,7 +78,7 @@ def test_one_openai_500_is_retried_and_the_reply_arrives_once(bot: Running) -> N
     assert bot.graph.texts_to(customer) == [f"echo: {marker}", fence]
     calls = bot.openai.requests_matching(mentions(marker))
     assert [c.fault for c in calls] == [True, False]
-    conversation = f"conversation-{PHONE_NUMBER_ID}.{customer}"
+    conversation = "conversation-" + bot.conversation_id(PHONE_NUMBER_ID, customer)
     assert [t for t, _ in bot.events(conversation)].count("BotReplied") == 2
 
 
@@ -110,7 +110,7 @@ def test_while_openai_is_down_nothing_is_answered_and_nothing_is_lost(bot: Runni
     customer = new_customer()
     marker = uuid.uuid4().hex[:8]
     texts = [f"{marker} d{i}" for i in range(1, 4)]
-    conversation = f"{PHONE_NUMBER_ID}.{customer}"
+    conversation = bot.conversation_id(PHONE_NUMBER_ID, customer)
     dead_before = bot.metric("conversation", "dead_lettered_messages_total")
 
     bot.openai.fail_always(openai_error(500))
@@ -163,7 +163,9 @@ def test_an_openai_400_is_answered_by_the_offline_rules(bot: Running) -> None:
     # A 400 is not retried.
     assert len(bot.openai.requests_matching(mentions(marker))) == 1
     replies = [
-        d for t, d in bot.events(f"conversation-{PHONE_NUMBER_ID}.{customer}") if t == "BotReplied"
+        d
+        for t, d in bot.events("conversation-" + bot.conversation_id(PHONE_NUMBER_ID, customer))
+        if t == "BotReplied"
     ]
     assert [r["text"] for r in replies] == [first, fence]
     # The turn records who actually wrote the reply: the offline rules, as a fallback.

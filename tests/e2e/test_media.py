@@ -56,7 +56,7 @@ def post_media(bot: Running, customer: str, kind: str, media: dict[str, Any]) ->
 
 
 def conversation(bot: Running, customer: str, phone: str = PHONE) -> list[tuple[str, dict]]:
-    return bot.events(f"conversation-{phone}.{customer}")
+    return bot.events("conversation-" + bot.conversation_id(phone, customer))
 
 
 def media_events(bot: Running, wamid: str) -> list[tuple[str, dict[str, Any]]]:

@@ -61,18 +61,24 @@ def test_files_past_the_media_retention_are_deleted(checking: Running) -> None:
     assert put.json["effective_days"] is None  # contacts are kept: only files go
 
     customer, repeat = new_customer(), new_customer()
-    cid, repeat_cid = f"{number}.{customer}", f"{number}.{repeat}"
+    cid, repeat_cid = (
+        tenant.conversation_id(number, customer),
+        tenant.conversation_id(number, repeat),
+    )
     old = send_photo(running, tenant, number, customer, os.urandom(2048))
     recent = send_photo(running, tenant, number, customer, os.urandom(2048))
     same = os.urandom(2048)
     old_copy = send_photo(running, tenant, number, repeat, same)
     new_copy = send_photo(running, tenant, number, repeat, same)
     legacy, legacy_other = new_customer(), new_customer()
-    legacy_cid, legacy_other_cid = f"{number}.{legacy}", f"{number}.{legacy_other}"
+    legacy_cid, legacy_other_cid = (
+        tenant.conversation_id(number, legacy),
+        tenant.conversation_id(number, legacy_other),
+    )
     shared_old = send_photo(running, tenant, number, legacy, os.urandom(2048))
     shared_new = send_photo(running, tenant, number, legacy_other, os.urandom(2048))
     other_customer = new_customer()
-    other_cid = f"{other_number}.{other_customer}"
+    other_cid = other.conversation_id(other_number, other_customer)
     other_old = send_photo(running, other, other_number, other_customer, os.urandom(2048))
     pending = [(cid, old), (cid, recent), (repeat_cid, old_copy), (repeat_cid, new_copy),
                (legacy_cid, shared_old), (legacy_other_cid, shared_new)]  # fmt: skip

@@ -262,7 +262,7 @@ def test_one_webhook_is_one_trace_across_every_service(
     [received] = bot.sql(
         "SELECT metadata->>'traceparent' AS tp FROM events WHERE type = 'MessageReceived'"
         " AND stream_name = $1",
-        f"inbox-{PHONE_NUMBER_ID}.{customer}",
+        "inbox-" + bot.conversation_id(PHONE_NUMBER_ID, customer),
     )
     trace_id = received["tp"].split("-")[1]
     services = {"ingress", "dedup", "conversation", "outbound"}
@@ -281,7 +281,7 @@ def test_one_webhook_is_one_trace_across_every_service(
     *_, fence_received = bot.sql(
         "SELECT metadata->>'traceparent' AS tp FROM events WHERE type = 'MessageReceived'"
         " AND stream_name = $1 ORDER BY stream_version",
-        f"inbox-{PHONE_NUMBER_ID}.{customer}",
+        "inbox-" + bot.conversation_id(PHONE_NUMBER_ID, customer),
     )
     fence_trace = fence_received["tp"].split("-")[1]
     assert fence_trace != trace_id

@@ -65,7 +65,7 @@ def test_a_closed_window_131047_fails_that_send_for_good_and_the_next_one_is_ans
     bot: Running,
 ) -> None:
     customer = new_customer()
-    conversation = f"{PHONE_NUMBER_ID}.{customer}"
+    conversation = bot.conversation_id(PHONE_NUMBER_ID, customer)
     bot.graph.inject(meta_error(131047, status=400, match=sends_to(customer)))
     assert bot.post(text_message("too late", customer=customer))[0] == 200
     wait_for(
@@ -94,7 +94,7 @@ def test_a_throughput_limit_130429_delays_the_send_which_then_happens_once(
     assert bot.graph.texts_to(customer) == ["echo: busy day", fence]
     attempts = send_requests(bot, customer, "echo: busy day")
     assert [a.fault for a in attempts] == [True, False]
-    conversation = f"{PHONE_NUMBER_ID}.{customer}"
+    conversation = bot.conversation_id(PHONE_NUMBER_ID, customer)
     assert bot.events_of_type("SendFailed", conversation_id=conversation) == []
 
 
@@ -134,7 +134,7 @@ def test_statuses_out_of_order_never_move_the_lifecycle_back_and_failed_is_final
     assert failed_life and failed_life[-1]["status"] == "failed"
     assert [e["code"] for e in failed_life[-1]["errors"]] == [131026]
     assert [d["status"] for d in failed_life].count("failed") == 1
-    assert failed_life[-1]["conversation_id"] == f"{PHONE_NUMBER_ID}.{failer}"
+    assert failed_life[-1]["conversation_id"] == bot.conversation_id(PHONE_NUMBER_ID, failer)
 
 
 def test_a_slow_graph_api_delays_but_does_not_duplicate_the_send(bot: Running) -> None:

@@ -146,7 +146,7 @@ def test_erasure_leaves_nothing_behind(sealed: Running, crm: FakeCRM) -> None:
         message="the contact",
     )
     contact_id = tenant.call("GET", f"/v1/contacts?q={customer}").json["data"][0]["id"]
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     # A 404 (no "data") until the conversations read model has it: the contacts one may be
     # ahead of it.
     wait_for(
@@ -322,7 +322,7 @@ def test_after_an_erasure_the_business_may_write_to_the_person_as_a_new_contact(
         },
     )
     assert sent.status == 202, sent
-    assert sent.json["conversation_id"] == f"{number}.{customer}~1"
+    assert sent.json["conversation_id"] == tenant.conversation_id(number, customer, epoch=1)
     wait_for(
         lambda: any(m["body"].get("type") == "template" for m in running.graph.sent_to(customer)),
         timeout=TIMEOUT,

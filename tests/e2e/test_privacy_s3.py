@@ -97,7 +97,7 @@ def test_an_erasure_deletes_the_customers_objects_in_s3(s3_stack: Running, s3: A
         timeout=TIMEOUT,
     )
     contact = tenant.call("GET", f"/v1/contacts?q={erased}").json["data"][0]["id"]
-    cid = f"{number}.{erased}"
+    cid = tenant.conversation_id(number, erased)
     wait_for(
         lambda: len(tenant.call("GET", f"/v1/conversations/{cid}/messages").json["data"]) >= 4,
         timeout=TIMEOUT,

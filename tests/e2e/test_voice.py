@@ -74,7 +74,11 @@ def sends(bot: Running, customer: str) -> list[dict[str, Any]]:
 
 
 def bot_replies(bot: Running, customer: str) -> list[dict[str, Any]]:
-    return [d for t, d in bot.events(f"conversation-{PHONE}.{customer}") if t == "BotReplied"]
+    return [
+        d
+        for t, d in bot.events("conversation-" + bot.conversation_id(PHONE, customer))
+        if t == "BotReplied"
+    ]
 
 
 def heard(bot: Running, body: dict[str, Any]) -> str | None:
@@ -172,7 +176,7 @@ def test_a_person_taking_over_while_the_voice_reply_is_made_silences_it(bot: Run
     tenant = make_tenant(bot, numbers=1)
     number = next(iter(tenant.numbers))
     customer = new_customer()
-    cid = f"{number}.{customer}"
+    cid = tenant.conversation_id(number, customer)
     eleven(bot).inject(Fault(status=None, delay=3.0))  # speech takes a while
     content = os.urandom(3000)
     fake = cast(FakeGraphMedia, bot.graph).add_media(content, "audio/ogg; codecs=opus")

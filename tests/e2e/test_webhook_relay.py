@@ -37,8 +37,8 @@ PHONE_NUMBER_ID = "100000000000001"  # text_message's default business number
 OUTCOME_TIMEOUT = 60
 
 
-def cid_of(customer: str) -> str:
-    return f"{PHONE_NUMBER_ID}.{customer}"
+def cid_of(bot: Running, customer: str) -> str:
+    return bot.conversation_id(PHONE_NUMBER_ID, customer)
 
 
 def of_conversation(cid: str) -> Callable[[RecordedRequest], bool]:
@@ -95,7 +95,7 @@ def test_a_crm_gets_every_event_of_a_conversation_signed_and_in_order(
     secret = endpoint["secret"]
     assert secret.startswith("whsec_")
     customer = new_customer()
-    cid = cid_of(customer)
+    cid = cid_of(bot, customer)
     status, _ = bot.post(text_message("hello crm", customer=customer))
     assert status == 200
     expected = ["message.received", "conversation.reply", "message.sent"]
@@ -128,14 +128,17 @@ def test_event_type_filter_and_its_update(bot: Running, crm: FakeCRM) -> None:
     endpoint = admin.create_endpoint(crm.endpoint_url, ["conversation.reply"])
     first, second = new_customer(), new_customer()
     bot.post(text_message("one", customer=first))
-    wait_for(lambda: len(crm.events(cid_of(first))) == 1, timeout=OUTCOME_TIMEOUT)
+    wait_for(lambda: len(crm.events(cid_of(bot, first))) == 1, timeout=OUTCOME_TIMEOUT)
     wait_for(lambda: len(bot.graph.texts_to(first)) == 1, timeout=OUTCOME_TIMEOUT)
-    assert [e["type"] for e in crm.events(cid_of(first))] == ["conversation.reply"]
+    assert [e["type"] for e in crm.events(cid_of(bot, first))] == ["conversation.reply"]
 
     admin.update_endpoint(endpoint["id"], event_types=["message.*"])
     bot.post(text_message("two", customer=second))
-    wait_for(lambda: len(crm.events(cid_of(second))) == 2, timeout=OUTCOME_TIMEOUT)
-    assert [e["type"] for e in crm.events(cid_of(second))] == ["message.received", "message.sent"]
+    wait_for(lambda: len(crm.events(cid_of(bot, second))) == 2, timeout=OUTCOME_TIMEOUT)
+    assert [e["type"] for e in crm.events(cid_of(bot, second))] == [
+        "message.received",
+        "message.sent",
+    ]
 
 
 # --- never lost --------------------------------------------------------------------------------
@@ -145,7 +148,7 @@ def test_no_event_lost_across_a_crm_outage_and_a_relay_sigkill(bot: Running, crm
     admin = bot.relay_admin
     endpoint = admin.create_endpoint(crm.endpoint_url, ["message.received", "conversation.reply"])
     customers = [new_customer() for _ in range(4)]
-    cids = [cid_of(c) for c in customers]
+    cids = [cid_of(bot, c) for c in customers]
     crm.go_down()
     for round_ in range(3):
         for customer in customers:
@@ -206,7 +209,7 @@ def test_no_event_lost_across_a_crm_outage_and_a_relay_sigkill(bot: Running, crm
 def test_retries_carry_the_same_webhook_id(bot: Running, crm: FakeCRM) -> None:
     endpoint = bot.relay_admin.create_endpoint(crm.endpoint_url, ["message.received"])
     customer = new_customer()
-    mine = of_conversation(cid_of(customer))
+    mine = of_conversation(cid_of(bot, customer))
     crm.inject(
         Fault(status=500, match=mine),
         Fault(status=503, json={"error": "maintenance"}, match=mine),
@@ -215,7 +218,7 @@ def test_retries_carry_the_same_webhook_id(bot: Running, crm: FakeCRM) -> None:
     bot.post(text_message("retry me", customer=customer))
 
     def done() -> bool:
-        rows = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(customer))
+        rows = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(bot, customer))
         return len(rows) == 1 and rows[0]["state"] == "succeeded"
 
     wait_for(done, timeout=OUTCOME_TIMEOUT, interval=0.2)
@@ -224,7 +227,7 @@ def test_retries_carry_the_same_webhook_id(bot: Running, crm: FakeCRM) -> None:
     assert len({r.headers["webhook-id"] for r in requests}) == 1
     for rec in requests:
         verify(endpoint["secret"], rec)
-    [row] = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(customer))
+    [row] = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(bot, customer))
     assert (row["attempts"], row["failures"], row["last_status"]) == (4, 3, 200)
 
 
@@ -247,7 +250,7 @@ def test_410_disables_the_endpoint_until_it_is_enabled_again(
     )
     disabled_before = disabled_gauge()
     customer = new_customer()
-    cid = cid_of(customer)
+    cid = cid_of(bot, customer)
     crm.fail_always(Fault(status=410))
     bot.post(text_message("first", customer=customer))
     wait_for(lambda: not admin.endpoint(gone["id"])["enabled"], timeout=OUTCOME_TIMEOUT)
@@ -297,17 +300,17 @@ def test_410_disables_the_endpoint_until_it_is_enabled_again(
 def test_429_and_502_slow_the_endpoint_down(bot: Running, crm: FakeCRM) -> None:
     endpoint = bot.relay_admin.create_endpoint(crm.endpoint_url, ["message.received"])
     customer = new_customer()
-    mine = of_conversation(cid_of(customer))
+    mine = of_conversation(cid_of(bot, customer))
     crm.inject(
         Fault(status=429, headers={"Retry-After": "2"}, match=mine),
         Fault(status=502, match=mine),
     )
     bot.post(text_message("slow down", customer=customer))
-    wait_for(lambda: len(crm.events(cid_of(customer))) == 1, timeout=OUTCOME_TIMEOUT)
+    wait_for(lambda: len(crm.events(cid_of(bot, customer))) == 1, timeout=OUTCOME_TIMEOUT)
     first, second, third = [r for r in crm.webhooks() if mine(r)]
     assert second.received_at - first.received_at >= 1.9  # Retry-After honoured
     assert third.received_at > second.received_at
-    [row] = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(customer))
+    [row] = deliveries_of(bot.relay_admin, endpoint["id"], cid_of(bot, customer))
     # Throttling slowed it down without spending the retry schedule.
     assert (row["state"], row["attempts"], row["failures"]) == ("succeeded", 3, 0)
 
@@ -316,7 +319,7 @@ def test_dead_letters_are_listed_and_replayed(bot: Running, crm: FakeCRM) -> Non
     admin = bot.relay_admin
     endpoint = admin.create_endpoint(crm.endpoint_url, ["message.received"])
     customers = [new_customer() for _ in range(3)]
-    cids = {cid_of(c) for c in customers}
+    cids = {cid_of(bot, c) for c in customers}
     mine = lambda rec: any(of_conversation(c)(rec) for c in cids)  # noqa: E731
     crm.fail_always(Fault(status=500, json={"error": "crm bug"}, match=mine))
     started = datetime.now(UTC) - timedelta(seconds=5)
@@ -496,8 +499,8 @@ def test_endpoint_lifecycle_is_recorded_as_events_and_secrets_stay_out(
     # During the rotation every delivery carries both signatures.
     customer = new_customer()
     bot.post(text_message("rotating", customer=customer))
-    wait_for(lambda: len(crm.events(cid_of(customer))) == 1, timeout=OUTCOME_TIMEOUT)
-    [rec] = [r for r in crm.webhooks() if of_conversation(cid_of(customer))(r)]
+    wait_for(lambda: len(crm.events(cid_of(bot, customer))) == 1, timeout=OUTCOME_TIMEOUT)
+    [rec] = [r for r in crm.webhooks() if of_conversation(cid_of(bot, customer))(r)]
     assert len(rec.headers["webhook-signature"].split(" ")) == 2
     verify(old_secret, rec)
     verify(new_secret, rec)

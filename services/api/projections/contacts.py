@@ -123,7 +123,7 @@ async def _created(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     e = rec.event
     assert isinstance(e, ContactCreated)
     contact = await _upsert(
-        conn, rec, e.business_id, e.customer, wa_id=address(e.customer), name=e.name
+        conn, rec, e.business_id, e.customer, wa_id=e.wa_id or address(e.customer), name=e.name
     )
     await conn.execute(
         "UPDATE api_contacts SET tags = $2, attributes = $3 WHERE contact_id = $1",
@@ -158,7 +158,8 @@ async def _requested(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
         "SELECT 1 FROM api_contacts WHERE contact_id = $1", contact_id(e.business_id, e.to)
     )
     if not exists:
-        to = address(e.to)  # the key may carry an erasure's epoch: the id is before it
+        # The id the client gave (older rows: the key, which may carry an erasure's epoch).
+        to = e.address or address(e.to)
         kind = "wa_id" if _looks_like_wa_id(to) else "user_id"
         await _upsert(conn, rec, e.business_id, e.to, **{kind: to})
 
