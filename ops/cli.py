@@ -10,6 +10,8 @@ status   which services run and whether they are ready
 demo     post a signed test webhook to ingress and print the bot's reply
 dead-letters [--replay]   list the dead-lettered messages (or send them back to their stage)
 rebuild-read-models  drop the api's read models and replay them from the event store
+migrate-pseudonyms  move customers from before pseudonyms onto them (services stopped:
+         docs/privacy.md), then rebuild the read models
 reerase  after restoring an older data backup: empty the rows of erased customers (sealed
          under destroyed keys) and rename their streams (docs/privacy.md)
 endpoints ...  the webhook relay's CRM endpoints, deliveries and replays (`endpoints -h`)
@@ -195,6 +197,53 @@ def cmd_rebuild_read_models(_: argparse.Namespace) -> int:
         return 1
     for name, events in counts.items():
         print(f"{name}: rebuilt from {events} events")
+    return 0
+
+
+def cmd_migrate_pseudonyms(_: argparse.Namespace) -> int:
+    from ops import pseudonyms
+    from shared.crypto import datakeys
+    from shared.directory import Directory
+
+    async def run() -> str:
+        settings = load()[1]
+        await check_database(settings.database_url)
+        if not settings.master_key:
+            return "no MASTER_KEY: customer keys are their ids, nothing to move"
+        pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                running = await pseudonyms.connected_services(conn)
+            if running:
+                return f"stop the services first (make down): {', '.join(running)} connected"
+            await install_privacy(settings, pool)
+            ring = datakeys.installed()
+            assert ring is not None
+            directory = Directory(settings, pool)
+
+            async def business_of(number: str) -> str | None:
+                found = await directory.number(number)
+                return found.business_id if found else None
+
+            moved = await pseudonyms.migrate(
+                pool, ring, business_of, seal=settings.privacy_encryption
+            )
+            counts = await rebuild(pool)
+        finally:
+            await pool.close()
+        said = [
+            f"customers moved: {moved.customers}, rows rewritten: {moved.rows},"
+            f" rows renamed: {moved.renamed}; read models rebuilt from"
+            f" {sum(counts.values())} events"
+        ]
+        said += [f"left as they were: {why}" for why in moved.skipped]
+        return "\n".join(said)
+
+    try:
+        print(asyncio.run(run()))
+    except SetupProblem as problem:
+        _report(problem)
+        return 1
     return 0
 
 
@@ -415,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     dead.set_defaults(fn=cmd_dead_letters)
     sub.add_parser("rebuild-read-models").set_defaults(fn=cmd_rebuild_read_models)
     sub.add_parser("reerase").set_defaults(fn=cmd_reerase)
+    sub.add_parser("migrate-pseudonyms").set_defaults(fn=cmd_migrate_pseudonyms)
     made = sub.add_parser("backup")
     made.add_argument("--out", help="the folder (default backups/<time>)")
     made.set_defaults(fn=cmd_backup)

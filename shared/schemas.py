@@ -1,8 +1,9 @@
 """Message schemas on the broker, one tagged struct per message type (msgspec).
 
 The AMQP `type` property carries the tag, so a stage's consumer decodes a union of the types
-it handles. Conversation ids are `<phone_number_id>.<customer wa_id>` and are the routing key
-of every stage, so one customer always hashes to the same queue.
+it handles. Conversation ids are `<phone_number_id>.<customer key>` (the key is a keyed
+pseudonym, never the number) and are the routing key of every stage, so one customer always
+hashes to the same queue.
 """
 
 from __future__ import annotations

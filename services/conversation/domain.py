@@ -584,7 +584,7 @@ def _receive(state: Conversation, given: Receive) -> list[Event]:
         "timestamp": received.timestamp,
         "phone_number_id": received.phone_number_id,
         "customer": received.customer,
-        "address": received.address,
+        "address": received.reply_to(),
     }
     detail = meaning.detail or {}
     recorded: Event

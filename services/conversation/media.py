@@ -55,7 +55,7 @@ def requested(seq: int, received: MessageReceived, trigger: str) -> MediaRequest
         described=interpret(message).text,
         phone_number_id=received.phone_number_id,
         customer=received.customer,
-        address=received.address,
+        address=received.reply_to(),
         customer_name=received.customer_name,
         timestamp=received.timestamp,
         received_at=received.received_at,

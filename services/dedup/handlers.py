@@ -212,14 +212,20 @@ async def _route(item: Item, delivery: WebhookDelivery, deps: Deps) -> Item:
             "item for a number no business owns here",
             extra={"fields": {"reason": reason, "phone_number_id": item.phone_number_id}},
         )
-        return item
+        # Recorded under a pseudonym all the same (of no business): no name holds the number.
+        if isinstance(item, Status):
+            return replace(item, customer=customer_key("", item.recipient_id, 0))
+        if isinstance(item, Inbound):
+            return replace(item, customer=customer_key("", item.customer, 0), address=item.customer)
+        return replace(item, customer=customer_key("", item.customer, 0))
     if isinstance(item, Status):
-        epoch = await deps.identities.epoch(number.business_id, item.recipient_id)
-        key = customer_key(number.business_id, item.recipient_id, epoch)
+        key = await deps.identities.lookup(number.business_id, item.recipient_id)
         return replace(item, business_id=number.business_id, customer=key)
     # An echo's customer is its recipient: the same key as their own messages have.
-    key = await deps.identities.key(number.business_id, item.wa_id, item.user_id)
-    return replace(item, business_id=number.business_id, customer=key)
+    found = await deps.identities.key(number.business_id, item.wa_id, item.user_id)
+    if isinstance(item, Echo):
+        return replace(item, business_id=number.business_id, customer=found.key)
+    return replace(item, business_id=number.business_id, customer=found.key, address=found.address)
 
 
 async def _route_preference(item: Preference, delivery: WebhookDelivery, deps: Deps) -> Preference:
@@ -234,8 +240,8 @@ async def _route_preference(item: Preference, delivery: WebhookDelivery, deps: D
     if not business:
         metrics.unrouted_items.labels("unknown_waba").inc()
         return item
-    key = await deps.identities.key(business, item.wa_id, item.user_id)
-    return replace(item, business_id=business, customer=key)
+    found = await deps.identities.key(business, item.wa_id, item.user_id)
+    return replace(item, business_id=business, customer=found.key)
 
 
 def _write_for(item: Item, delivery: WebhookDelivery, meta: dict[str, Any]) -> StreamWrite:
@@ -270,6 +276,7 @@ def _message_write(item: Inbound, delivery: WebhookDelivery, meta: dict[str, Any
         phone_number_id=item.phone_number_id,
         display_phone_number=item.display_phone_number,
         customer=item.customer,
+        address=item.address,
         wa_id=item.wa_id,
         user_id=item.user_id,
         customer_name=item.customer_name,

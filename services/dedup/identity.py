@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from shared.crypto.erased import customer_key
+from shared.crypto.erased import address, customer_key, keyed
 from shared.events.dedup import IdentityLinked, identity_stream
 from shared.eventstore import (
     NO_STREAM,
@@ -43,6 +44,20 @@ async def never_erased(business_id: str, ids: list[str]) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Customer:
+    """Who a message is from: their key (a pseudonym: it names their streams) and the id
+    replies go to (the one the key was made from, as before keys were pseudonyms)."""
+
+    key: str
+    address: str
+
+
+def _customer(event: IdentityLinked) -> Customer:
+    # A link from before it kept the address: its key was the id (maybe with an epoch).
+    return Customer(event.customer, event.address or address(event.customer))
+
+
 class Identities:
     def __init__(
         self, store: EventStore, capacity: int = 100_000, epochs: Epochs = never_erased
@@ -50,11 +65,11 @@ class Identities:
         self.store = store
         self.capacity = capacity
         self.epochs = epochs
-        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._known: OrderedDict[tuple[str, str], Customer] = OrderedDict()
         self._epochs: OrderedDict[tuple[str, str], int] = OrderedDict()
 
-    async def key(self, business_id: str, wa_id: str, user_id: str) -> str:
-        """The customer's key for a message carrying these ids (either may be "")."""
+    async def key(self, business_id: str, wa_id: str, user_id: str) -> Customer:
+        """The customer of a message carrying these ids (either may be "")."""
         ids = [(i, kind) for i, kind in ((wa_id, "wa_id"), (user_id, "user_id")) if i]
         epoch: int | None = None
         if any((business_id, i) not in self._known for i, _ in ids):
@@ -66,16 +81,15 @@ class Identities:
             if found:
                 await self._link_all(business_id, found, ids, epoch or 0)
                 return found
-        # First seen: the wa_id, when there is one, is the key (with the epoch of an earlier
-        # erasure). Recorded, so that every instance (and this one after a restart) agrees.
+        # First seen: the wa_id, when there is one, makes the key (with the epoch of an
+        # earlier erasure). Recorded, so that every instance (and this one after a restart)
+        # agrees.
         epoch = epoch or 0
-        return await self._link_all(
-            business_id, customer_key(business_id, ids[0][0], epoch), ids, epoch
-        )
+        first = Customer(customer_key(business_id, ids[0][0], epoch), ids[0][0])
+        return await self._link_all(business_id, first, ids, epoch)
 
     async def epoch(self, business_id: str, customer_id: str) -> int:
-        """How many times the customer known by this id was erased (a status names its
-        recipient by id: its conversation is under the key of the latest epoch)."""
+        """How many times the customer known by this id was erased."""
         if not customer_id:
             return 0
         known = self._epochs.get((business_id, customer_id))
@@ -91,44 +105,64 @@ class Identities:
         self._known.clear()
         self._epochs.clear()
 
-    async def _linked(self, business_id: str, customer_id: str, epoch: int) -> str | None:
+    async def lookup(self, business_id: str, customer_id: str) -> str:
+        """The key of the customer known by this id, without linking anything: a status
+        names its recipient by id, who may never have written (a campaign's), and then has
+        the key their first message would give them (under their latest epoch)."""
+        epoch = await self.epoch(business_id, customer_id)
+        found = await self._linked(business_id, customer_id, epoch) if customer_id else None
+        return found.key if found else customer_key(business_id, customer_id, epoch)
+
+    async def _linked(self, business_id: str, customer_id: str, epoch: int) -> Customer | None:
         known = self._known.get((business_id, customer_id))
         if known is not None:
             self._known.move_to_end((business_id, customer_id))
             return known
-        stream = identity_stream(business_id, customer_key(business_id, customer_id, epoch))
-        for recorded in await self.store.read_stream(stream):
-            if isinstance(recorded.event, Erased):
-                return None
-            if isinstance(recorded.event, IdentityLinked):
-                self._remember(business_id, customer_id, recorded.event.customer)
-                return recorded.event.customer
+        # The id's stream is named by its pseudonym; a customer linked before keys were
+        # pseudonyms has it named by the id, and keeps the key it gave them (their
+        # conversation and contact go on; docs/privacy.md says how to move them).
+        names = [customer_key(business_id, customer_id, epoch), keyed(customer_id, epoch)]
+        for name in dict.fromkeys(names):
+            for recorded in await self.store.read_stream(identity_stream(business_id, name)):
+                if isinstance(recorded.event, Erased):
+                    return None
+                if isinstance(recorded.event, IdentityLinked):
+                    found = _customer(recorded.event)
+                    self._remember(business_id, customer_id, found)
+                    return found
         return None
 
     async def _link_all(
-        self, business_id: str, key: str, ids: list[tuple[str, str]], epoch: int
-    ) -> str:
-        """Link every id not linked yet to `key`; returns the key the first id has (another
-        process may have linked it first, to its own key)."""
+        self, business_id: str, customer: Customer, ids: list[tuple[str, str]], epoch: int
+    ) -> Customer:
+        """Link every id not linked yet to the customer; returns the customer the first id
+        has (another process may have linked it first, to its own key)."""
         for customer_id, kind in ids:
             if (business_id, customer_id) in self._known:
                 continue
-            event = IdentityLinked(business_id=business_id, id=customer_id, customer=key, kind=kind)
+            event = IdentityLinked(
+                business_id=business_id,
+                id=customer_id,
+                customer=customer.key,
+                kind=kind,
+                address=customer.address,
+            )
+            event_id = event_id_for("identity", business_id, customer_id, customer.key)
             try:
                 await self.store.append(
                     identity_stream(business_id, customer_key(business_id, customer_id, epoch)),
-                    [NewEvent(event, event_id_for("identity", business_id, customer_id, key))],
+                    [NewEvent(event, event_id)],
                     expected_version=NO_STREAM,
                 )
-                self._remember(business_id, customer_id, key)
+                self._remember(business_id, customer_id, customer)
             except WrongExpectedVersion:
                 self._known.pop((business_id, customer_id), None)
                 winner = await self._linked(business_id, customer_id, epoch)
                 if customer_id == ids[0][0] and winner:
-                    key = winner
-        return key
+                    customer = winner
+        return customer
 
-    def _remember(self, business_id: str, customer_id: str, key: str) -> None:
-        self._known[(business_id, customer_id)] = key
+    def _remember(self, business_id: str, customer_id: str, customer: Customer) -> None:
+        self._known[(business_id, customer_id)] = customer
         if len(self._known) > self.capacity:
             self._known.popitem(last=False)

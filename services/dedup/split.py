@@ -36,6 +36,7 @@ class Inbound:
     wa_id: str = ""
     user_id: str = ""
     business_id: str = ""  # set by dedup's routing: "" until then, and for nobody's number
+    address: str = ""  # set by routing: the id replies go to (`customer` is then the key)
 
     @property
     def conversation_id(self) -> str:

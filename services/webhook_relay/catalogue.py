@@ -78,7 +78,7 @@ def _message_received(e: RecordedEvent) -> dict[str, Any]:
         "phone_number_id": d.phone_number_id,
         "display_phone_number": d.display_phone_number,
         "waba_id": d.waba_id,
-        "customer": d.address,  # the id Meta knows (the key is a pseudonym)
+        "customer": d.reply_to(),  # the id Meta knows (the key is a pseudonym)
         "customer_name": d.customer_name,
         "message_type": d.type,
         "timestamp": d.timestamp,

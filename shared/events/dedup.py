@@ -50,12 +50,12 @@ class MessageReceived(Event, kw_only=True):
     contact: dict[str, Any] | None = None
     delivery_id: str = ""
     received_at: float = 0.0  # when ingress received the delivery (unix seconds)
+    # Where replies go: the id the customer's key was made from ("" in rows from before it
+    # was kept: their key was that id; `reply_to`).
+    address: str = ""
 
-    @property
-    def address(self) -> str:
-        """Where replies go: the id Meta gave the customer in this message (rows from before
-        keys were pseudonyms have none apart: their key was that id)."""
-        return self.wa_id or self.user_id or address(self.customer)
+    def reply_to(self) -> str:
+        return self.address or address(self.customer)
 
 
 class IdentityLinked(Event, kw_only=True):
@@ -65,8 +65,9 @@ class IdentityLinked(Event, kw_only=True):
 
     business_id: str
     id: str
-    customer: str
+    customer: str  # the key (a pseudonym)
     kind: str  # wa_id or user_id
+    address: str = ""  # the id the key was made from, where replies go ("" in older rows)
 
 
 class StatusReceived(Event, kw_only=True):

@@ -159,7 +159,9 @@ def test_every_corpus_payload_is_accepted_recorded_and_answered_as_it_should(
         assert len(sent) == 2, (case.name, sent)
         bot_replied = [
             d
-            for t, d in bot.events(f"conversation-{case.messages[0][0]}.{case.customer}")
+            for t, d in bot.events(
+                "conversation-" + bot.conversation_id(case.messages[0][0], case.customer)
+            )
             if t == "BotReplied"
         ]
         assert [d["text"] for d in bot_replied][1:] == [fences[case.customer]], case.name
@@ -168,5 +170,5 @@ def test_every_corpus_payload_is_accepted_recorded_and_answered_as_it_should(
     for case in silent:
         assert bot.graph.texts_to(case.customer) == [fences[case.customer]], case.name
         assert len(bot.graph.sent_to(case.customer)) == 1, case.name
-        stream = f"conversation-{case.messages[0][0]}.{case.customer}"
+        stream = "conversation-" + bot.conversation_id(case.messages[0][0], case.customer)
         assert stream_types(bot, stream).count("BotReplied") == 1, case.name  # the fence's

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.dedup.split import conversation_id
 from shared.events.conversation import conversation_stream
 from shared.events.outbound import outbox_stream
 from shared.payloads import text_message
@@ -139,7 +138,9 @@ def is_completion(rec: RecordedRequest) -> bool:
 def command_ids(bot: Running, customer: str) -> dict[str, list[str]]:
     """Reply text -> the command ids of the BotReplied events that carry it."""
     result: dict[str, list[str]] = {}
-    for type_, data in bot.events(conversation_stream(conversation_id(PHONE_NUMBER_ID, customer))):
+    for type_, data in bot.events(
+        conversation_stream(bot.conversation_id(PHONE_NUMBER_ID, customer))
+    ):
         if type_ == "BotReplied":
             result.setdefault(data["text"], []).append(data["command_id"])
     return result

@@ -475,10 +475,17 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
     ]
     assert post(fences) == [200] * len(fences)
 
+    def address_of(customer: str) -> str:
+        """Where replies go: a fuzzed delivery may have linked their wa_id to a user id
+        first seen beside it (the same person to Meta), and replies then go to that."""
+        links = [
+            d.get("address") or d["customer"]
+            for t, d in bot.events("identity-default." + bot.customer_key(customer))
+        ]
+        return links[0] if links else customer
+
     def answered() -> bool:
-        # Replies go to the id the customer wrote from (the fence's wa_id), whatever key a
-        # fuzzed delivery linked it to.
-        return all(f"echo: {t}" in bot.graph.texts_to(c) for c, t in texts.items())
+        return all(f"echo: {t}" in bot.graph.texts_to(address_of(c)) for c, t in texts.items())
 
     try:
         wait_for(answered, timeout=60, interval=0.02, message="every fence of the batch answered")
@@ -504,7 +511,7 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
                 ],
             }
             for c, t in texts.items()
-            if f"echo: {t}" not in bot.graph.texts_to(c)
+            if f"echo: {t}" not in bot.graph.texts_to(address_of(c))
         }
         raise AssertionError(f"fences not answered: {stuck}") from None
 

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import time
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -147,6 +148,18 @@ def test_erasure_leaves_nothing_behind(sealed: Running, crm: FakeCRM) -> None:
     )
     contact_id = tenant.call("GET", f"/v1/contacts?q={customer}").json["data"][0]["id"]
     cid = tenant.conversation_id(number, customer)
+    # No name holds their number while they are live: not the conversation id (the routing
+    # key of every stage, and the API's id), no stream, no metric, no log line.
+    assert customer not in cid and customer not in contact_id
+    [row] = running.sql(
+        "SELECT count(*) AS n FROM events WHERE strpos(stream_name, $1) > 0", customer
+    )
+    assert row["n"] == 0
+    for service in ("ingress", "dedup", "conversation", "outbound", "media", "api"):
+        port = running.stack.settings.port_of(service)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert customer.encode() not in resp.read(), service
+    assert files_with(running.run_dir, [customer]) == []
     # A 404 (no "data") until the conversations read model has it: the contacts one may be
     # ahead of it.
     wait_for(

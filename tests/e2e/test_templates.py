@@ -137,7 +137,7 @@ def test_template_sends_are_checked_before_anything_is_recorded(running: Running
     [sent] = running.graph.sent_to(customer)
     assert sent["body"]["template"]["components"][0]["parameters"] == [first, order]
     # Nothing refused was recorded: one request, the good one.
-    assert len(running.events_of_type("MessageRequested", to=customer)) == 1
+    assert len(running.events_of_type("MessageRequested", address=customer)) == 1
 
     # Marketing never goes to a contact who opted out; utility still does.
     opted = new_customer()

@@ -59,7 +59,7 @@ def test_a_second_relay_is_a_standby_and_takes_over_when_the_first_dies(
         wait_for(lambda: readyz(port)[0] == 200, timeout=30, message="the standby took over")
         customer = new_customer()
         bot.post(text_message("after the take-over", customer=customer))
-        wait_for(lambda: len(crm.events(cid_of(customer))) == 1, timeout=OUTCOME_TIMEOUT)
+        wait_for(lambda: len(crm.events(cid_of(bot, customer))) == 1, timeout=OUTCOME_TIMEOUT)
     finally:
         standby.terminate()
         standby.wait(timeout=30)
@@ -87,7 +87,7 @@ def test_the_relay_carries_on_after_losing_its_database_connections(
     wait_for(lambda: took_over() > before, timeout=30, message="active again")
     customer = new_customer()
     bot.post(text_message("after the connections were cut", customer=customer))
-    wait_for(lambda: len(crm.events(cid_of(customer))) == 1, timeout=OUTCOME_TIMEOUT)
+    wait_for(lambda: len(crm.events(cid_of(bot, customer))) == 1, timeout=OUTCOME_TIMEOUT)
     assert bot.stack.pid("webhook_relay") == pid  # the same process, it reconnected
     port = bot.stack.settings.port_of("webhook_relay")
     wait_for(lambda: readyz(port)[0] == 200, timeout=30)
