@@ -428,9 +428,18 @@ async def test_a_restored_older_backup_is_erased_again(
             row["stream_name"], row["stream_version"], uuid.uuid4(), row["type"],
             row["data"], row["metadata"],
         )  # fmt: skip
-    # Sealed rows under pseudonymous names: the number is not in them even before the sweep
-    # (before keys were pseudonyms, the stream names brought it back).
-    assert await leaks(pg_pool, [phone]) == []
+    # Sealed rows under pseudonymous names: the event store does not hold the number even
+    # before the sweep (before keys were pseudonyms, the stream names brought it back). The
+    # read models may: an api running meanwhile, with the key still in its cache, may have
+    # projected the restored rows (the rebuild below is for that).
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM events WHERE strpos(stream_name, $1) > 0"
+            " OR strpos(data::text, $1) > 0",
+            phone,
+        )
+        == 0
+    )
     assert (
         await pg_pool.fetchval(
             "SELECT count(*) FROM events WHERE stream_name = ANY($1::text[])",
