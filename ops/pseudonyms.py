@@ -105,7 +105,8 @@ async def find(
     found: dict[tuple[str, str], Legacy] = {}
 
     def customer(business: str, key: str) -> Legacy | None:
-        if not business or business == "erased" or (only is not None and business not in only):
+        # "": a number no business owns (its items are recorded, never answered).
+        if business == "erased" or (only is not None and business not in only):
             return None
         return found.setdefault((business, key), Legacy(business, key))
 
@@ -128,13 +129,13 @@ async def find(
             legacy = customer(numbers[head] or "", tail)
             if legacy is not None:
                 legacy.conversations.add(rest)
-        elif category == "identity" and _legacy(tail) and (only is None or head in only):
+        elif category == "identity" and _legacy(tail) and head and (only is None or head in only):
             for row in await _rows(conn, cipher, "stream_name = $1", name):
                 if row.type == "IdentityLinked" and _legacy(str(row.data.get("customer"))):
                     legacy = customer(head, str(row.data["customer"]))
                     if legacy is not None:
                         legacy.ids.add(str(row.data.get("id")))
-        elif category == "contact" and (only is None or head in only):
+        elif category == "contact" and head and (only is None or head in only):
             for row in await _rows(conn, cipher, "stream_name = $1", name):
                 if row.type == "ContactCreated" and _legacy(str(row.data.get("customer"))):
                     customer(head, str(row.data["customer"]))
