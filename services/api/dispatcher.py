@@ -15,7 +15,7 @@ import asyncio
 import asyncpg
 
 from shared.broker.bus import Bus
-from shared.crypto.erased import address
+from shared.crypto.erased import sendable
 from shared.events.business import MessageRequested
 from shared.eventstore.subscription import Batch, Subscription
 from shared.schemas import SendBusinessMessage
@@ -31,7 +31,7 @@ def command(event: MessageRequested) -> SendBusinessMessage:
         business_id=event.business_id,
         conversation_id=event.conversation_id,
         phone_number_id=event.phone_number_id,
-        to=event.address or address(event.to),
+        to=event.address or sendable(event.to),
         message_type=event.type,
         payload=event.payload,
         author=event.author,

@@ -41,6 +41,7 @@ from shared.crypto import erased
 from shared.crypto.datakeys import KeyRing
 from shared.crypto.personal import ERASED_KEY, KEY, SEALED, conversation_subject, stream_subject
 from shared.crypto.secrets import SecretBox
+from shared.crypto.transit import transit_for
 from shared.events.business import ContactErased, contact_stream, erasure_stream
 from shared.events.conversation import conversation_stream
 from shared.events.dedup import identity_stream, inbox_stream
@@ -181,7 +182,9 @@ class Eraser:
         # Their dead letters (a dead letter keeps a message's body: their number, texts),
         # once settled, so that what was in flight and died since goes too.
         needles = [*plan.conversations, *plan.ids, *plan.wamids]
-        dead = await dead_letters.drop_about(self.settings.amqp_url, needles)
+        dead = await dead_letters.drop_about(
+            self.settings.amqp_url, needles, transit_for(self.settings.master_key)
+        )
         async with conn.transaction():
             counts = await self._sweep(conn, plan, erasure_id)
             await conn.execute(

@@ -12,6 +12,7 @@ import asyncpg
 
 from services.api import cursor as cursors
 from services.api import schemas as s
+from shared.crypto.erased import sendable
 
 T = TypeVar("T")
 WINDOW = timedelta(hours=24)
@@ -159,10 +160,15 @@ def window_open_until(last_inbound_at: datetime | None) -> datetime | None:
 
 
 def conversation(row: asyncpg.Record) -> s.Conversation:
-    customer = row["customer"]
-    wa_id = row["contact_wa_id"]
-    if wa_id is None and row["contact_user_id"] is None and customer.isdigit():
-        wa_id = customer
+    wa_id, user_id = row["contact_wa_id"], row["contact_user_id"]
+    if wa_id is None and user_id is None:
+        # The contacts read model is behind (its own subscription): the id replies go to,
+        # kept with the conversation (rows from before it: the key, which was that id).
+        given = row["address"] or sendable(row["customer"])
+        if given.isascii() and given.isdigit():
+            wa_id = given
+        elif given:
+            user_id = given
     return s.Conversation(
         id=row["conversation_id"],
         phone_number_id=row["phone_number_id"],
@@ -170,7 +176,7 @@ def conversation(row: asyncpg.Record) -> s.Conversation:
             id=row["contact_id"],
             name=row["contact_name"] or "",
             wa_id=wa_id,
-            user_id=row["contact_user_id"],
+            user_id=user_id,
         ),
         last_message_at=row["last_message_at"],
         last_message_preview=row["last_message_preview"],
@@ -387,3 +393,15 @@ async def customer_of(db: Any, business_id: str, given: str) -> str | None:
         business_id,
         given,
     )
+
+
+async def address_of(db: Any, business_id: str, customer: str) -> str:
+    """Where messages to the customer of this key go: their wa_id, else their user id ("":
+    not known here; the conversation knows, once they wrote)."""
+    found = await db.fetchval(
+        "SELECT COALESCE(wa_id, user_id) FROM api_contacts WHERE business_id = $1"
+        " AND customer = $2",
+        business_id,
+        customer,
+    )
+    return str(found or "")

@@ -92,7 +92,9 @@ async def send(call: Call) -> Reply:
             conversation_id=conversation,
             phone_number_id=number,
             to=customer,
-            address=body.to,
+            # The id given; for the key itself (the console gives it), the contact's.
+            address=erased.sendable(body.to)
+            or await queries.address_of(w.conn, business, customer),
             type=body.type,
             payload=payload,
             # A person in the console, or an agent's key: an agent's reply.

@@ -27,7 +27,7 @@ import msgspec
 from services.campaigns.outcomes import complete_if_done
 from shared.broker.bus import Bus
 from shared.campaigns.pacing import WINDOW, Bucket, Reach, allowed, campaign_rate
-from shared.crypto.erased import address
+from shared.crypto.erased import sendable
 from shared.events.business import contact_id_for
 from shared.events.campaigns import (
     CampaignPaused,
@@ -294,7 +294,7 @@ def _command(
         business_id=run["business_id"],
         conversation_id=f"{run['phone_number_id']}.{row['customer']}",
         phone_number_id=run["phone_number_id"],
-        to=row["address"] or address(row["customer"]),
+        to=sendable(row["address"] or row["customer"]),
         message_type="template",
         payload={"type": "template", "template": template},
         author="business",

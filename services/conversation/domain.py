@@ -749,8 +749,8 @@ def _customer(
 
 
 def recipient(state: Conversation) -> str:
-    """The id a reply goes to: the customer's latest, else (rows from before keys were
-    pseudonyms) their key, which was that id."""
+    """The id a reply goes to: the one the customer's key was made from (their messages
+    carry it), else (rows from before it was kept) their key, which was that id."""
     return state.address or address(state.customer)
 
 

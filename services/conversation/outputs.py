@@ -11,6 +11,7 @@ from typing import Any
 
 from services.conversation.domain import AwaitingMedia, AwaitingVoice, Conversation, recipient
 from shared.broker.bus import Publish
+from shared.crypto.erased import sendable
 from shared.events.conversation import (
     BotReplied,
     BusinessReleased,
@@ -139,7 +140,7 @@ def _sending(
             command_id=command_id,
             conversation_id=state.conversation_id,
             phone_number_id=state.phone_number_id,
-            to=to or recipient(state),
+            to=sendable(to) or recipient(state),
             payload=payload,
             seq=seq,
             received_at=received_at,

@@ -44,6 +44,7 @@ from shared.broker.topology import (
 )
 from shared.config import Settings
 from shared.crypto.personal import ErasedData
+from shared.crypto.transit import NotOurs, opened, transit_for
 from shared.errors import PermanentError, RetryLater
 from shared.observability import metrics, tracing
 from shared.schemas import Message
@@ -141,6 +142,8 @@ class Bus:
         self._channel: AbstractRobustChannel | None = None
         self._stages: dict[str, DeclaredStage] = {}
         self._dead_letters: Any = None
+        # Bodies sealed on the broker with a MASTER_KEY (shared/crypto/transit.py).
+        self.transit = transit_for(settings.master_key)
 
     async def connect(self) -> None:
         # Any node of AMQP_URL that answers; the next one in turn when its node dies.
@@ -230,10 +233,11 @@ class Bus:
         hdrs = dict(headers or {})
         if ctx is not None:
             hdrs.setdefault("x-causation-id", ctx.message_id)
+        body = _encode(message)
         await self.publish_raw(
             exchange,
             key,
-            _encode(message),
+            self.transit.seal(body) if self.transit is not None else body,
             type(message).__struct_config__.tag,  # type: ignore[arg-type]
             hdrs,
             ctx.correlation_id if ctx else hdrs.get("x-correlation-id"),
@@ -452,8 +456,8 @@ class Consumer:
         kind = message.type or "unknown"
         started = time.perf_counter()
         try:
-            decoded = self.service.decode(message.body)
-        except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
+            decoded = self.service.decode(opened(self.bus.transit, message.body))
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, NotOurs) as exc:
             await self._dead_letter(message, ctx, None, f"undecodable: {exc}")
             return
         route = self.service.route(decoded)

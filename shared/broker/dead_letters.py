@@ -9,8 +9,16 @@ from collections.abc import Iterable
 import aio_pika
 
 from shared.broker.topology import DEAD_LETTERS, declare_dead_letters
+from shared.crypto.transit import NotOurs, Transit, opened
 
 MAX_SCAN = 100_000  # dead letters looked at per erasure: a bound, not a queue's expected size
+
+
+def _open(transit: Transit | None, body: bytes) -> bytes:
+    try:
+        return opened(transit, body)
+    except NotOurs:
+        return body  # not ours to open: looked at as it is
 
 
 def names_any(body: bytes, headers: dict[str, object], needles: list[bytes]) -> bool:
@@ -18,10 +26,10 @@ def names_any(body: bytes, headers: dict[str, object], needles: list[bytes]) -> 
     return any(n in text for n in needles)
 
 
-async def drop_about(amqp_url: str, needles: Iterable[str]) -> int:
+async def drop_about(amqp_url: str, needles: Iterable[str], transit: Transit | None = None) -> int:
     """Delete the dead letters naming any of `needles`; returns how many. The others are
     taken unacked and put back when the channel closes (nobody consumes the queue but
-    `ops dead-letters`)."""
+    `ops dead-letters`). Sealed bodies are opened with `transit` to be looked into."""
     wanted = [n.encode() for n in needles if n]
     if not wanted:
         return 0
@@ -35,7 +43,7 @@ async def drop_about(amqp_url: str, needles: Iterable[str]) -> int:
             message = await queue.get(fail=False, no_ack=False)
             if message is None:
                 break
-            if names_any(message.body, dict(message.headers or {}), wanted):
+            if names_any(_open(transit, message.body), dict(message.headers or {}), wanted):
                 await message.ack()
                 dropped += 1
     return dropped

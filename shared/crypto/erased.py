@@ -51,6 +51,13 @@ def is_pseudonym(key: str) -> bool:
     return len(key) == 33 and key.startswith(PSEUDONYM) and not key.isdigit()
 
 
+def sendable(to: str) -> str:
+    """The id Meta knows in `to`, if it is one: a key from before pseudonyms was the id
+    (maybe with an epoch); a pseudonym is none (the conversation knows where its replies
+    go), and gives ""."""
+    return "" if is_pseudonym(to) else address(to)
+
+
 def _pseudonyms(ring: KeyRing, business_id: str, ids: Iterable[str]) -> list[str]:
     return sorted({ring.pseudonym("erased", business_id, address(i)) for i in ids if i})
 

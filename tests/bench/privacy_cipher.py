@@ -1,7 +1,8 @@
 """CPU cost of sealing customers' events (`python -m tests.bench.privacy_cipher`): the
 mapper's to_row and to_event for a typical inbound text (MessageReceived, with Meta's raw
 message) and the conversation's record of it, with and without the cipher, keys cached (the
-usual case: a conversation's key is read once per KEY_TTL)."""
+usual case: a conversation's key is read once per KEY_TTL); and sealing plus opening a
+broker body (the transit key: once per hop)."""
 
 from __future__ import annotations
 
@@ -68,12 +69,31 @@ def per_event_us(mapper: Mapper) -> float:
     return (time.process_time() - started) / (N * len(rows)) * 1e6
 
 
+def per_hop_us() -> float:
+    """Seal and open the body of a CustomerMessage (the largest usual one)."""
+    import msgspec
+
+    from shared.crypto.transit import transit_for
+    from shared.schemas import CustomerMessage
+
+    transit = transit_for(new_master_key())
+    assert transit is not None
+    body = msgspec.json.encode(
+        CustomerMessage(conversation_id=CID, seq=1, wamid="wamid.x", event=message())
+    )
+    started = time.process_time()
+    for _ in range(N):
+        transit.open(transit.seal(body))
+    return (time.process_time() - started) / N * 1e6
+
+
 def main() -> None:
     plain = per_event_us(Mapper(events.ALL, events.UPCASTERS))
     sealed = per_event_us(Mapper(events.ALL, events.UPCASTERS, PersonalCipher(ring())))
     print(f"events: {N * 2} (to_row + to_event each)")
     print(f"plain:  {plain:.1f} us CPU per event")
     print(f"sealed: {sealed:.1f} us CPU per event (+{sealed - plain:.1f} us)")
+    print(f"broker: {per_hop_us():.1f} us CPU per hop (a body sealed and opened)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import pytest_asyncio
 from shared.broker.bus import Bus, Consumer, Context, Publish, Service
 from shared.broker.topology import DEAD_LETTERS
 from shared.config import Settings
+from shared.crypto.secrets import new_master_key
+from shared.crypto.transit import is_sealed
 from shared.errors import RetryLater
 from shared.eventstore.postgres import StatementTimeout
 from shared.schemas import WebhookDelivery
@@ -46,7 +48,7 @@ class Probe:
         self.calls[msg.delivery_id] = self.calls.get(msg.delivery_id, 0) + 1
         self.called.set()
         self.attempts.setdefault(msg.delivery_id, []).append(ctx.attempt)
-        if msg.body == "fail":
+        if msg.body == "fail" or msg.body.startswith("fail:"):
             raise RuntimeError("this message is broken")
         if msg.body == "fail-once" and ctx.attempt == 0:
             raise RuntimeError("a hiccup nobody classified as an outage")
@@ -204,3 +206,32 @@ async def test_a_routing_key_over_amqp_s_limit_is_still_delivered(
         assert await asyncio.wait_for(probe.handled.get(), 10) == sent
     finally:
         await consumer.stop(grace=2)
+
+
+async def test_with_a_master_key_bodies_are_sealed_on_the_broker_and_opened_by_the_consumer(
+    amqp_url: str,
+) -> None:
+    """What RabbitMQ keeps on its disk (a queue, the dead letters) is sealed; the consumer
+    gets the message as it was published."""
+    url, cleanup = scratch_vhost(amqp_url)
+    settings = Settings(
+        amqp_url=url, max_attempts=1, retry_delay_ms=10, master_key=new_master_key()
+    )
+    bus = Bus(settings)
+    await bus.connect()
+    try:
+        secret = f"my address is {uuid.uuid4().hex}"
+        await send(bus, "fail:" + secret)  # fails: kept in the dead letters, sealed
+        probe = Probe()
+        consumer = await start(settings, bus, probe)
+        try:
+            [letter] = await dead_letters(settings, 1)
+            assert secret.encode() not in letter.body and is_sealed(letter.body)
+            assert [e for d, e in probe.given_up] and probe.calls  # it was opened and handled
+            fence = await send(bus, "ok")
+            assert await asyncio.wait_for(probe.handled.get(), 10) == fence
+        finally:
+            await consumer.stop(grace=2)
+    finally:
+        await bus.close()
+        cleanup()

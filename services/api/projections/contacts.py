@@ -20,7 +20,7 @@ import msgspec
 
 from services.api.ids import contact_id
 from services.api.projections.conversations import meta_time
-from shared.crypto.erased import address
+from shared.crypto.erased import address, sendable
 from shared.events.business import (
     ContactCreated,
     ContactNoteAdded,
@@ -157,9 +157,10 @@ async def _requested(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     exists = await conn.fetchval(
         "SELECT 1 FROM api_contacts WHERE contact_id = $1", contact_id(e.business_id, e.to)
     )
-    if not exists:
-        # The id the client gave (older rows: the key, which may carry an erasure's epoch).
-        to = e.address or address(e.to)
+    # The id the client gave (older rows: the key, which may carry an erasure's epoch); none
+    # when it gave the key, a pseudonym: the contact is known then.
+    to = e.address or sendable(e.to)
+    if not exists and to:
         kind = "wa_id" if _looks_like_wa_id(to) else "user_id"
         await _upsert(conn, rec, e.business_id, e.to, **{kind: to})
 

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from services.api.ids import contact_id
+from shared.crypto.erased import sendable
 from shared.events.business import ConversationRead, MessageRequested
 from shared.events.conversation import (
     BotReplied,
@@ -176,9 +177,10 @@ async def _received(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     await conn.execute(
         "INSERT INTO api_conversations AS c (conversation_id, business_id, phone_number_id,"
         " customer, contact_id, last_message_at, last_message_preview, last_message_id,"
-        " last_inbound_at, unread, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)"
+        " last_inbound_at, unread, created_at, address)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)"
         " ON CONFLICT (conversation_id) DO UPDATE SET unread = c.unread + 1,"
+        " address = COALESCE(c.address, EXCLUDED.address),"
         " last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),"
         " last_message_preview = CASE WHEN c.last_message_at IS NULL"
         "   OR c.last_message_at <= EXCLUDED.last_message_at"
@@ -197,6 +199,7 @@ async def _received(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
         e.wamid,
         inbound_at,
         rec.recorded_at,
+        e.reply_to(),
     )
 
 
@@ -323,15 +326,17 @@ async def _requested(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     e = rec.event
     assert isinstance(e, MessageRequested)
     await conn.execute(
-        "INSERT INTO api_conversations (conversation_id, business_id, phone_number_id,"
-        " customer, contact_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (conversation_id) DO NOTHING",
+        "INSERT INTO api_conversations AS c (conversation_id, business_id, phone_number_id,"
+        " customer, contact_id, created_at, address) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (conversation_id) DO UPDATE SET"
+        " address = COALESCE(c.address, EXCLUDED.address)",
         e.conversation_id,
         e.business_id,
         e.phone_number_id,
         e.to,
         contact_id(e.business_id, e.to),
         rec.recorded_at,
+        sendable(e.address or e.to) or None,
     )
     await conn.execute(
         "INSERT INTO api_messages (message_id, business_id, conversation_id, direction,"
