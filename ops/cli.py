@@ -214,8 +214,17 @@ def cmd_migrate_pseudonyms(_: argparse.Namespace) -> int:
         try:
             async with pool.acquire() as conn:
                 running = await pseudonyms.connected_services(conn)
+                erasing = await pseudonyms.pending_erasures(conn)
             if running:
                 return f"stop the services first (make down): {', '.join(running)} connected"
+            if erasing:
+                return f"{erasing} erasure(s) pending: let them finish first (make up)"
+            waiting = await _queued_messages(settings)
+            if waiting:
+                return (
+                    f"{waiting} message(s) wait in the stages' queues, under the old ids:"
+                    " let them be handled first (make up, then make down when they are empty)"
+                )
             await install_privacy(settings, pool)
             ring = datakeys.installed()
             assert ring is not None
@@ -245,6 +254,27 @@ def cmd_migrate_pseudonyms(_: argparse.Namespace) -> int:
         _report(problem)
         return 1
     return 0
+
+
+async def _queued_messages(settings: Settings) -> int:
+    """Messages waiting in the stages' queues and their retry queues (the dead letters are
+    not counted: the erasure and `dead-letters` deal with them)."""
+    from shared.broker.topology import stages
+
+    await check_broker(settings.amqp_url)
+    connection = await connect_any(settings.amqp_url)
+    waiting = 0
+    async with connection:
+        channel = await connection.channel()
+        for stage in stages(settings).values():
+            for name in [*stage.queues, stage.retry_queue]:
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except aio_pika.exceptions.ChannelClosed:
+                    channel = await connection.channel()  # not declared yet: empty
+                    continue
+                waiting += int(queue.declaration_result.message_count or 0)
+    return waiting
 
 
 def cmd_reerase(_: argparse.Namespace) -> int:

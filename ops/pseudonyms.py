@@ -59,7 +59,13 @@ _ADDRESS_FIELD = {
     and issubclass(cls, Event)
     and "address" in getattr(cls, "__struct_fields__", ())
 }
-_ADDRESS_FIELD |= {"BusinessWrote": "to", "MessageRequested": "address", "ContactCreated": "wa_id"}
+_ADDRESS_FIELD |= {
+    "IdentityLinked": "address",
+    "MessageReceived": "address",
+    "BusinessWrote": "to",
+    "MessageRequested": "address",
+    "ContactCreated": "wa_id",
+}
 
 
 @dataclass
@@ -70,6 +76,9 @@ class Legacy:
     key: str
     ids: set[str] = field(default_factory=set)  # every id linked to the key
     conversations: set[str] = field(default_factory=set)
+    # Identity streams under a pseudonym already that link an id to the old key (an id first
+    # seen beside it after the upgrade): rewritten where they are.
+    linked: set[str] = field(default_factory=set)
 
     @property
     def epoch(self) -> int:
@@ -129,12 +138,15 @@ async def find(
             legacy = customer(numbers[head] or "", tail)
             if legacy is not None:
                 legacy.conversations.add(rest)
-        elif category == "identity" and _legacy(tail) and head and (only is None or head in only):
+        elif category == "identity" and head and (only is None or head in only):
+            # Every identity stream: one under a pseudonym may still link to an old key.
             for row in await _rows(conn, cipher, "stream_name = $1", name):
                 if row.type == "IdentityLinked" and _legacy(str(row.data.get("customer"))):
                     legacy = customer(head, str(row.data["customer"]))
                     if legacy is not None:
                         legacy.ids.add(str(row.data.get("id")))
+                        if not _legacy(tail):
+                            legacy.linked.add(name)
         elif category == "contact" and head and (only is None or head in only):
             for row in await _rows(conn, cipher, "stream_name = $1", name):
                 if row.type == "ContactCreated" and _legacy(str(row.data.get("customer"))):
@@ -205,7 +217,7 @@ async def move(
     for cid in sorted(legacy.conversations):
         number = cid.partition(".")[0]
         conversations[cid] = f"{number}.{new}"
-        for category in ("inbox", "conversation"):
+        for category in ("inbox", "conversation", "seen"):
             renames[f"{category}-{cid}"] = f"{category}-{number}.{new}"
     for the_id in sorted(legacy.ids | {address(old)}):
         renames[f"identity-{business}.{keyed(the_id, epoch)}"] = (
@@ -213,6 +225,16 @@ async def move(
         )
     for category in ("contact", "access"):
         renames[f"{category}-{business}.{old_contact}"] = f"{category}-{business}.{new_contact}"
+    # Only the streams there are (an id linked after the upgrade has its stream under its
+    # pseudonym already: it is in `linked`).
+    there = {
+        r["stream_name"]
+        for r in await conn.fetch(
+            "SELECT DISTINCT stream_name FROM events WHERE stream_name = ANY($1::text[])",
+            list(renames),
+        )
+    }
+    renames = {old_name: new_name for old_name, new_name in renames.items() if old_name in there}
     if await conn.fetchval(
         "SELECT count(*) FROM events WHERE stream_name = ANY($1::text[])", list(renames.values())
     ):
@@ -226,7 +248,7 @@ async def move(
         cipher,
         "stream_name = ANY($1::text[]) OR data->>'_k' = ANY($2::text[])"
         " OR data->>'conversation_id' = ANY($3::text[])",
-        list(renames),
+        [*renames, *sorted(legacy.linked)],
         old_keys,
         list(conversations),
     )
@@ -249,9 +271,38 @@ async def move(
         "UPDATE events SET data = $2 WHERE global_position = $1",
         [(r.position, cipher.encrypt(stream, r.type, d)) for r, stream, d in rewritten],
     )
+    await _campaign_audiences(conn, business, old, new, conversations)
     await _tables(conn, business, old, new, conversations, old_contact, new_contact)
     await ring.shred(conn, old_keys)  # nothing is sealed under them any more
     return len(rewritten), int(status.split()[-1])
+
+
+async def _campaign_audiences(
+    conn: asyncpg.Connection, business: str, old: str, new: str, conversations: dict[str, str]
+) -> None:
+    """A campaign's evaluated audience names its recipients by key (in clear: the campaign
+    is the business's), and the read model of its recipients is rebuilt from it."""
+    for row in await conn.fetch(
+        "SELECT global_position, data FROM events WHERE split_part(stream_name, '-', 1) ="
+        " 'campaigncmd' AND type = 'CampaignAudience' AND data->>'business_id' = $1"
+        " AND strpos(data::text, $2) > 0",
+        business,
+        old,
+    ):
+        data = _json(row["data"])
+        recipients = data.get("recipients")
+        if not isinstance(recipients, list):
+            continue
+        moved = [
+            {**r, "to": new} if isinstance(r, dict) and r.get("to") == old else r
+            for r in recipients
+        ]
+        if moved != recipients:
+            await conn.execute(
+                "UPDATE events SET data = $2 WHERE global_position = $1",
+                row["global_position"],
+                {**data, "recipients": moved},
+            )
 
 
 async def _tables(
@@ -293,6 +344,11 @@ async def _tables(
             list(conversations),
             list(conversations.values()),
         )
+
+
+async def pending_erasures(conn: asyncpg.Connection) -> int:
+    """Erasures not done yet: their plans name contacts by the ids the migration changes."""
+    return int(await conn.fetchval("SELECT count(*) FROM erasures WHERE status = 'pending'"))
 
 
 async def connected_services(conn: asyncpg.Connection) -> list[str]:

@@ -37,7 +37,8 @@ def content_key(sha256_hex: str, owner: str = "") -> str:
 
 def media_owner(conversation_id: str) -> str:
     """The folder of a conversation's files: a keyed pseudonym of it (the deployment's key
-    ring, when MASTER_KEY is set), never the conversation id, which holds the number."""
+    ring, when MASTER_KEY is set), never the conversation id itself (which held the number
+    before customer keys were pseudonyms, and still does without a key ring)."""
     from shared.crypto import datakeys
 
     ring = datakeys.installed()

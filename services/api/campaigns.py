@@ -498,9 +498,9 @@ async def _members(conn: Any, business: str, audience: dict[str, Any]) -> list[M
     members = []
     for r in audience.get("recipients") or []:
         given = r["to"]
-        customer = await queries.customer_of(conn, business, given) or await erased.current_key(
-            conn, business, given
-        )
+        customer = await queries.customer_for(conn, business, given)
+        if customer is None:
+            raise invalid("audience.recipients", f"{given}: no customer has this key")
         row = await conn.fetchrow(
             "SELECT * FROM api_contacts WHERE business_id = $1 AND customer = $2",
             business,

@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from services.api import erasure_campaigns
 from services.api.media_retention import expire_media
 from shared.broker import dead_letters
 from shared.config import Settings
@@ -42,7 +43,7 @@ from shared.crypto.datakeys import KeyRing
 from shared.crypto.personal import ERASED_KEY, KEY, SEALED, conversation_subject, stream_subject
 from shared.crypto.secrets import SecretBox
 from shared.crypto.transit import transit_for
-from shared.events.business import ContactErased, contact_stream, erasure_stream
+from shared.events.business import ContactErased, contact_stream, erasure_stream, seen_stream
 from shared.events.conversation import conversation_stream
 from shared.events.dedup import identity_stream, inbox_stream
 from shared.events.media import MediaStored, VoiceReplyPrepared, media_stream
@@ -85,7 +86,7 @@ class Plan(msgspec.Struct, kw_only=True):
             ):
                 names.append(identity_stream(self.business_id, key))
         for cid in self.conversations:
-            names += [inbox_stream(cid), conversation_stream(cid)]
+            names += [inbox_stream(cid), conversation_stream(cid), seen_stream(cid)]
         return names
 
     def key_ids(self, ring: KeyRing) -> list[str]:
@@ -261,13 +262,23 @@ class Eraser:
                 business_id,
             )
         }
-        # Conversations the read model has not seen yet: one per number of the business.
+        epoch = await erased.epoch(conn, self.ring, business_id, sorted(ids))
+        # Conversations the read model has not seen yet: one per number of the business; and,
+        # for a customer from before pseudonyms, the ones the statuses of messages sent to
+        # them since go to (a recipient who never wrote has no link to their old key).
         if contact is not None:
+            keys = {contact["customer"]}
+            if not erased.is_pseudonym(contact["customer"]):
+                keys |= {
+                    erased.customer_key(business_id, i, epoch, self.ring)
+                    for i in ids
+                    if not erased.is_pseudonym(i)
+                }
             for number in await conn.fetch(
                 "SELECT phone_number_id FROM directory_numbers WHERE business_id = $1",
                 business_id,
             ):
-                conversations.add(f"{number['phone_number_id']}.{contact['customer']}")
+                conversations |= {f"{number['phone_number_id']}.{k}" for k in keys}
         messages = await conn.fetch(
             "SELECT message_id, wamid, direction FROM api_messages"
             " WHERE conversation_id = ANY($1::text[])",
@@ -287,7 +298,7 @@ class Eraser:
             wamids=wamids,
         )
         plan.media, plan.s3_media = await self._media_keys(conn, plan)
-        plan.epoch = await erased.epoch(conn, self.ring, business_id, plan.ids)
+        plan.epoch = epoch
         return plan
 
     async def _media_keys(
@@ -360,6 +371,8 @@ class Eraser:
             "DELETE FROM conversation_handback_timers WHERE conversation_id = ANY($1::text[])",
         ):
             rows += int((await conn.execute(sql, plan.conversations)).split()[-1])
+        # The business's campaigns: its audiences named them (their number, their variables).
+        rows += await erasure_campaigns.sweep(conn, plan.business_id, plan.ids, plan.contact_id)
         for sql in (
             "DELETE FROM api_contact_ids WHERE contact_id = $1",
             "DELETE FROM api_contact_notes WHERE contact_id = $1",

@@ -12,6 +12,7 @@ import asyncpg
 
 from services.api import cursor as cursors
 from services.api import schemas as s
+from shared.crypto import erased
 from shared.crypto.erased import sendable
 
 T = TypeVar("T")
@@ -405,3 +406,21 @@ async def address_of(db: Any, business_id: str, customer: str) -> str:
         customer,
     )
     return str(found or "")
+
+
+async def customer_for(db: Any, business_id: str, given: str) -> str | None:
+    """The key of the customer `given` names: a wa_id or a user id (a customer not known yet
+    gets the key their first message would give them), or the key itself (the console
+    sends to the conversation's), which must be one the business has (None: it is not)."""
+    if erased.is_pseudonym(given):
+        known = await db.fetchval(
+            "SELECT 1 FROM api_contacts WHERE business_id = $1 AND customer = $2"
+            " UNION ALL SELECT 1 FROM api_conversations WHERE business_id = $1 AND customer = $2"
+            " LIMIT 1",
+            business_id,
+            given,
+        )
+        return given if known else None
+    return await customer_of(db, business_id, given) or await erased.current_key(
+        db, business_id, given
+    )

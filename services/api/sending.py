@@ -65,9 +65,9 @@ async def send(call: Call) -> Reply:
 
     async def work(w: Write) -> Reply:
         number = await resolve_number(call, w, body.phone_number_id)
-        customer = await queries.customer_of(w.conn, business, body.to) or await erased.current_key(
-            w.conn, business, body.to
-        )
+        customer = await queries.customer_for(w.conn, business, body.to)
+        if customer is None:
+            raise invalid("to", "no customer of this business has this key")
         conversation = conversation_id(number, customer)
         if body.type not in messages.OUTSIDE_WINDOW:
             _, until = await queries.conversation_window(w.conn, business, conversation)

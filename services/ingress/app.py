@@ -98,7 +98,10 @@ async def _receive(request: web.Request) -> web.Response:
     delivery = WebhookDelivery(
         delivery_id=uuid.uuid4().hex, received_at=received_at, body=text, app=app
     )
-    if not await _publish(request.app, routing_key(payload), delivery):
+    key = routing_key(payload)
+    transit = request.app[BUS].transit
+    # The payload's ids are the number and the sender's: never a routing key in clear.
+    if not await _publish(request.app, transit.route(key) if transit else key, delivery):
         raise _unavailable()
     metrics.webhooks_received.labels("accepted").inc()
     return web.Response(text="ok")

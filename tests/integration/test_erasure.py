@@ -34,7 +34,13 @@ from shared.crypto.erased import customer_key
 from shared.crypto.personal import PersonalCipher
 from shared.crypto.secrets import SecretBox
 from shared.directory import Directory
-from shared.events.business import ContactErased, erasure_stream
+from shared.events.business import (
+    CampaignAudience,
+    CampaignDefined,
+    ContactErased,
+    campaign_command_stream,
+    erasure_stream,
+)
 from shared.events.conversation import BotReplied, CustomerWrote, conversation_stream
 from shared.events.dedup import MalformedDeliveryReceived, quarantine_stream
 from shared.events.media import MediaStored, media_stream
@@ -108,6 +114,63 @@ async def project(pool: asyncpg.Pool) -> None:
                     await asyncio.sleep(0.05)
             except CheckpointMoved:
                 continue  # the e2e stack's api stepped it first (the session's database)
+
+
+async def campaign_with(pool: asyncpg.Pool, key: str, phone: str, name: str) -> tuple[str, str]:
+    """A running campaign of the default business whose audience holds the customer (and one
+    other person), as the api and the campaigns service record it."""
+    campaign, other = (
+        f"cmp_{uuid.uuid4().hex[:12]}",
+        "39" + "".join(random.choices("0123456789", k=10)),
+    )
+    store = PostgresEventStore(pool)
+    audience = {"recipients": [{"to": phone, "variables": {"1": name}}, {"to": other}]}
+    variants = [{"name": "hello", "language": "en"}]
+    evaluated = [
+        {"seq": 0, "to": key, "given": phone, "variant": 0, "message_id": "m0",
+         "components": [{"type": "body", "parameters": [{"type": "text", "text": name}]}]},
+        {"seq": 1, "to": "c-other", "given": other, "variant": 0, "message_id": "m1"},
+    ]  # fmt: skip
+    await store.append(
+        campaign_command_stream(campaign),
+        [
+            new(CampaignDefined(
+                campaign_id=campaign, business_id="default", name="spring",
+                phone_number_id=PNID, variants=variants, audience=audience,
+            )),
+            new(CampaignAudience(
+                campaign_id=campaign, business_id="default", part=0, recipients=evaluated
+            )),
+        ],
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO api_campaigns (campaign_id, business_id, name, phone_number_id, definition,"
+        " created_at, updated_at, sort_position) VALUES ($1, 'default', 'spring', $2, $3, now(),"
+        " now(), 1)",
+        campaign, PNID, {"audience": audience, "variants": variants},
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO campaign_runs (campaign_id, business_id, phone_number_id, state, variants)"
+        " VALUES ($1, 'default', $2, 'running', $3)",
+        campaign, PNID, variants,
+    )  # fmt: skip
+    for r in evaluated:
+        await pool.execute(
+            "INSERT INTO api_campaign_recipients (campaign_id, seq, customer, given, status)"
+            " VALUES ($1, $2, $3, $4, 'queued')",
+            campaign, r["seq"], r["to"], r["given"],
+        )  # fmt: skip
+        await pool.execute(
+            "INSERT INTO campaign_sends (campaign_id, seq, customer, address, components, state)"
+            " VALUES ($1, $2, $3, $4, $5, 'pending')",
+            campaign, r["seq"], r["to"], r["given"], r.get("components"),
+        )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO campaign_reach (business_id, customer, reached_at) VALUES ('default', $1,"
+        " now()) ON CONFLICT DO NOTHING",
+        key,
+    )
+    return campaign, other
 
 
 async def leaks(pool: asyncpg.Pool, needles: list[str]) -> list[str]:
@@ -271,6 +334,10 @@ async def test_erasure_leaves_nothing_and_a_new_message_starts_a_new_contact(
         cid,
     )
 
+    # A campaign of the business had them in its audience (their number and a variable in
+    # its definition, the evaluated audience and the campaigns' tables), beside someone else.
+    campaign, other_phone = await campaign_with(pg_pool, key, phone, name)
+
     # The erasure, through its phases.
     settings = Settings(media_dir=str(media_root), amqp_url=amqp_url)
     eraser = Eraser(pg_pool, ring, SecretBox(MASTER), settings, settle_seconds=0.3)
@@ -283,6 +350,21 @@ async def test_erasure_leaves_nothing_and_a_new_message_starts_a_new_contact(
 
     assert await leaks(pg_pool, needles) == []
     assert files_with(media_root, needles) == []
+    # The campaign kept the other recipient, and skips the erased one's pending send.
+    sends = await pg_pool.fetch(
+        "SELECT seq, customer, address, state FROM campaign_sends WHERE campaign_id = $1"
+        " ORDER BY seq",
+        campaign,
+    )
+    assert [(r["customer"], r["address"], r["state"]) for r in sends] == [
+        ("erased", "", "skipped"),
+        ("c-other", other_phone, "pending"),
+    ]
+    [defined] = await pg_pool.fetch(
+        "SELECT data FROM events WHERE stream_name = $1 AND type = 'CampaignDefined'",
+        f"campaigncmd-{campaign}",
+    )
+    assert [r["to"] for r in defined["data"]["audience"]["recipients"]] == [other_phone]
     [q_theirs] = await store.read_stream(quarantine_stream(theirs_q))
     [q_others] = await store.read_stream(quarantine_stream(others_q))
     assert isinstance(q_theirs.event, Erased)  # emptied

@@ -22,7 +22,13 @@ from shared.crypto.datakeys import KeyRing
 from shared.crypto.erased import customer_key
 from shared.crypto.personal import PersonalCipher, conversation_subject
 from shared.directory import Number
-from shared.events.business import ContactUpdated, contact_id_for, contact_stream
+from shared.events.business import (
+    ContactUpdated,
+    ConversationRead,
+    contact_id_for,
+    contact_stream,
+    seen_stream,
+)
 from shared.events.conversation import BotReplied, CustomerWrote, conversation_stream
 from shared.events.dedup import MessageReceived, StatusReceived
 from shared.eventstore import NewEvent
@@ -32,7 +38,7 @@ from shared.payloads import messages_payload, status_payload
 from shared.schemas import CustomerMessage, StatusUpdate
 from tests.integration.test_erasure import ctx
 from tests.integration.test_privacy_store import MASTER
-from tests.unit.test_dedup_handlers import delivery, text
+from tests.unit.test_dedup_handlers import bsuid_message, bsuid_payload, delivery, text
 
 
 @dataclass
@@ -105,6 +111,10 @@ async def before_pseudonyms(pool: asyncpg.Pool) -> Legacy:
         contact_stream(legacy.business, contact),
         [NewEvent(ContactUpdated(business_id=legacy.business, contact_id=contact, tags=["vip"]))],
     )
+    await store.append(
+        seen_stream(cid),
+        [NewEvent(ConversationRead(business_id=legacy.business, conversation_id=cid))],
+    )
     await pool.execute(
         "INSERT INTO conversation_handback_timers (conversation_id, active_at, active_version)"
         " VALUES ($1, now(), 0)",
@@ -139,9 +149,18 @@ async def test_the_migration_moves_a_customer_from_before_onto_a_pseudonym(
 ) -> None:
     legacy = await before_pseudonyms(pg_pool)
     old_cid = f"{legacy.number}.{legacy.phone}"
-    assert len(await named(pg_pool, legacy.phone)) == 3  # inbox, conversation, identity
+    assert len(await named(pg_pool, legacy.phone)) == 4  # inbox, conversation, identity, seen
 
     datakeys.install(ring)
+    # After the upgrade, before the migration: they write with a user id beside their
+    # number, which is linked to their old key under the user id's pseudonym.
+    user_id = f"BR.{uuid.uuid4().hex[:12]}"
+    both = bsuid_payload(
+        bsuid_message("with my username", user_id, legacy.phone), user_id, legacy.phone
+    )
+    both["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = legacy.number
+    [sent] = await record_delivery(dedup(pg_pool, legacy), delivery(both), ctx())
+    assert isinstance(sent.message, CustomerMessage) and sent.message.conversation_id == old_cid
 
     async def business_of(number: str) -> str | None:
         return legacy.business if number == legacy.number else None
@@ -153,13 +172,15 @@ async def test_the_migration_moves_a_customer_from_before_onto_a_pseudonym(
     cid = f"{legacy.number}.{key}"
     assert await named(pg_pool, legacy.phone) == []
     store = PostgresEventStore(pg_pool)
-    [received] = [r.event for r in await store.read_stream(f"inbox-{cid}")]
+    [received, _] = [r.event for r in await store.read_stream(f"inbox-{cid}")]
     assert isinstance(received, MessageReceived)
     assert (received.conversation_id, received.customer, received.wa_id) == (
         cid,
         key,
         legacy.phone,
     )
+    assert received.reply_to() == legacy.phone  # where replies go, kept beside the key
+    assert [r.event for r in await store.read_stream(seen_stream(cid))] != []
     history = [r.event for r in await store.read_stream(conversation_stream(cid))]
     assert [type(e).__name__ for e in history] == ["CustomerWrote", "BotReplied"]
     wrote = history[0]
@@ -191,12 +212,18 @@ async def test_the_migration_moves_a_customer_from_before_onto_a_pseudonym(
     )
     assert old_key is not None and old_key["wrapped"] is None
 
-    # Their next message continues the same inbox, under the pseudonym.
+    # Their next message continues the same inbox, under the pseudonym, whichever id it
+    # carries (the user id linked after the upgrade moved too), and replies go to their
+    # number, as before.
     deps = dedup(pg_pool, legacy)
     payload = messages_payload([text(legacy.phone, "after")], legacy.phone, legacy.number)
-    [sent] = await record_delivery(deps, delivery(payload), ctx())
-    assert isinstance(sent.message, CustomerMessage)
-    assert (sent.message.conversation_id, sent.message.seq) == (cid, 1)
+    hidden = bsuid_payload(bsuid_message("hidden", user_id), user_id, None)
+    hidden["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = legacy.number
+    for body, seq in ((payload, 2), (hidden, 3)):
+        [sent] = await record_delivery(deps, delivery(body), ctx())
+        assert isinstance(sent.message, CustomerMessage)
+        assert (sent.message.conversation_id, sent.message.seq) == (cid, seq)
+        assert sent.message.event.reply_to() == legacy.phone
 
     # Run again: nobody is left to move.
     again = await pseudonyms.migrate(pg_pool, ring, business_of, businesses=[legacy.business])

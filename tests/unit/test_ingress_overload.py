@@ -30,6 +30,8 @@ class HeldBroker:
     """Confirms when `release` is set; a publish whose confirm does not come within its
     bound raises as the Bus does."""
 
+    transit = None  # bodies and routing keys in clear, as without a MASTER_KEY
+
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.arrived: asyncio.Queue[Any] = asyncio.Queue()  # each publish as it starts waiting

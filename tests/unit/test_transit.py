@@ -34,3 +34,14 @@ def test_a_body_sealed_under_another_key_or_with_no_key_is_refused() -> None:
     with pytest.raises(NotOurs):
         opened(mine, bytes(tampered))
     assert transit_for("") is None
+
+
+def test_a_routing_key_from_a_payload_names_nobody_and_is_stable() -> None:
+    """Ingress's key for dedup (the number's id and the sender's): the same customer always
+    hashes to the same lane, and the key holds neither id."""
+    transit = transit_for(new_master_key())
+    assert transit is not None
+    key = transit.route("106540352242922.393331234567")
+    assert key == transit.route("106540352242922.393331234567")
+    assert "393331234567" not in key and "106540352242922" not in key
+    assert key != transit.route("106540352242922.393331234568")
