@@ -6,6 +6,7 @@ and the event store to check what was recorded."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -178,7 +179,9 @@ class Running:
                 finally:
                     await conn.close()
 
-            self._ring = self._loop.run_until_complete(start())
+            # In a thread of its own: a browser test's playwright runs a loop in this one.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                self._ring = pool.submit(asyncio.run, start()).result()
         return customer_key(business, customer, epoch, self._ring)
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -117,8 +117,10 @@ async def project(pool: asyncpg.Pool) -> None:
 
 
 async def campaign_with(pool: asyncpg.Pool, key: str, phone: str, name: str) -> tuple[str, str]:
-    """A running campaign of the default business whose audience holds the customer (and one
-    other person), as the api and the campaigns service record it."""
+    """A started campaign of the default business whose audience holds the customer (and one
+    other person), as the api and the campaigns service record it. Paused by the business:
+    the session's e2e stack shares this database, and its campaigns service would send a
+    running one (its api may project these events too, hence the conflicts allowed)."""
     campaign, other = (
         f"cmp_{uuid.uuid4().hex[:12]}",
         "39" + "".join(random.choices("0123456789", k=10)),
@@ -146,23 +148,24 @@ async def campaign_with(pool: asyncpg.Pool, key: str, phone: str, name: str) -> 
     await pool.execute(
         "INSERT INTO api_campaigns (campaign_id, business_id, name, phone_number_id, definition,"
         " created_at, updated_at, sort_position) VALUES ($1, 'default', 'spring', $2, $3, now(),"
-        " now(), 1)",
+        " now(), 1) ON CONFLICT DO NOTHING",
         campaign, PNID, {"audience": audience, "variants": variants},
     )  # fmt: skip
     await pool.execute(
-        "INSERT INTO campaign_runs (campaign_id, business_id, phone_number_id, state, variants)"
-        " VALUES ($1, 'default', $2, 'running', $3)",
+        "INSERT INTO campaign_runs (campaign_id, business_id, phone_number_id, state, paused_by,"
+        " variants) VALUES ($1, 'default', $2, 'paused', 'business', $3)"
+        " ON CONFLICT (campaign_id) DO UPDATE SET state = 'paused', paused_by = 'business'",
         campaign, PNID, variants,
     )  # fmt: skip
     for r in evaluated:
         await pool.execute(
             "INSERT INTO api_campaign_recipients (campaign_id, seq, customer, given, status)"
-            " VALUES ($1, $2, $3, $4, 'queued')",
+            " VALUES ($1, $2, $3, $4, 'queued') ON CONFLICT DO NOTHING",
             campaign, r["seq"], r["to"], r["given"],
         )  # fmt: skip
         await pool.execute(
             "INSERT INTO campaign_sends (campaign_id, seq, customer, address, components, state)"
-            " VALUES ($1, $2, $3, $4, $5, 'pending')",
+            " VALUES ($1, $2, $3, $4, $5, 'pending') ON CONFLICT DO NOTHING",
             campaign, r["seq"], r["to"], r["given"], r.get("components"),
         )  # fmt: skip
     await pool.execute(
