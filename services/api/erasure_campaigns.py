@@ -56,44 +56,49 @@ def _json(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else json.loads(value)
 
 
+async def _rewrite(
+    conn: asyncpg.Connection, select: str, update: str, wanted: list[str], *args: Any
+) -> int:
+    """Rewrite each row `select` finds (`id`, `audience`) without the customer."""
+    changed = 0
+    for row in await conn.fetch(select, *args):
+        rewritten = without(_json(row["audience"]), set(wanted))
+        if rewritten is not None:
+            await conn.execute(update, row["id"], rewritten)
+            changed += 1
+    return changed
+
+
 async def sweep(conn: asyncpg.Connection, business_id: str, ids: list[str], contact: str) -> int:
     """Remove the customer known by `ids` from the business's campaigns; returns how many
     rows changed."""
     wanted = sorted(set(ids) - {""})
     if not wanted:
         return 0
-    changed = 0
-    for row in await conn.fetch(
-        "SELECT global_position, data FROM events"
-        " WHERE split_part(stream_name, '-', 1) = 'campaigncmd' AND type = ANY($1::text[])"
-        "   AND data->>'business_id' = $2"
-        "   AND EXISTS (SELECT 1 FROM unnest($3::text[]) n WHERE strpos(data::text, n) > 0)",
+    # The audiences as recorded (in the store) and as the read model keeps them.
+    changed = await _rewrite(
+        conn,
+        "SELECT global_position AS id, data AS audience FROM events"
+        " WHERE split_part(stream_name, '-', 1) = 'campaigncmd' AND type = ANY($3::text[])"
+        "   AND data->>'business_id' = $1"
+        "   AND EXISTS (SELECT 1 FROM unnest($2::text[]) n WHERE strpos(data::text, n) > 0)",
+        # the store's jsonb codec (init_connection) encodes the dict
+        "UPDATE events SET data = $2::jsonb WHERE global_position = $1",
+        wanted,
+        business_id,
+        wanted,
         AUDIENCE_EVENTS,
+    )
+    changed += await _rewrite(
+        conn,
+        "SELECT campaign_id AS id, definition AS audience FROM api_campaigns"
+        " WHERE business_id = $1"
+        "   AND EXISTS (SELECT 1 FROM unnest($2::text[]) n WHERE strpos(definition::text, n) > 0)",
+        "UPDATE api_campaigns SET definition = $2::jsonb WHERE campaign_id = $1",
+        wanted,
         business_id,
         wanted,
-    ):
-        rewritten = without(_json(row["data"]), set(wanted))
-        if rewritten is not None:
-            await conn.execute(
-                "UPDATE events SET data = $2::jsonb WHERE global_position = $1",
-                row["global_position"],
-                rewritten,  # the store's jsonb codec (init_connection) encodes it
-            )
-            changed += 1
-    for row in await conn.fetch(
-        "SELECT campaign_id, definition FROM api_campaigns WHERE business_id = $1"
-        " AND EXISTS (SELECT 1 FROM unnest($2::text[]) n WHERE strpos(definition::text, n) > 0)",
-        business_id,
-        wanted,
-    ):
-        definition = without(_json(row["definition"]), set(wanted))
-        if definition is not None:
-            await conn.execute(
-                "UPDATE api_campaigns SET definition = $2::jsonb WHERE campaign_id = $1",
-                row["campaign_id"],
-                definition,
-            )
-            changed += 1
+    )
     for sql in (
         "UPDATE api_campaign_recipients r SET customer = 'erased', given = '',"
         " conversation_id = NULL FROM api_campaigns c WHERE c.campaign_id = r.campaign_id"

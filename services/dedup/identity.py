@@ -67,6 +67,9 @@ class Identities:
         self.epochs = epochs
         self._known: OrderedDict[tuple[str, str], Customer] = OrderedDict()
         self._epochs: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # Ids a status named that no link had (a campaign's recipients): every status of
+        # theirs would read their identity streams again, twice, otherwise.
+        self._unlinked: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def key(self, business_id: str, wa_id: str, user_id: str) -> Customer:
         """The customer of a message carrying these ids (either may be "")."""
@@ -104,14 +107,24 @@ class Identities:
         """Drop every remembered link and epoch (an erasure made one of them stale)."""
         self._known.clear()
         self._epochs.clear()
+        self._unlinked.clear()
 
     async def lookup(self, business_id: str, customer_id: str) -> str:
         """The key of the customer known by this id, without linking anything: a status
         names its recipient by id, who may never have written (a campaign's), and then has
         the key their first message would give them (under their latest epoch)."""
+        unlinked = self._unlinked.get((business_id, customer_id))
+        if unlinked is not None:
+            return unlinked
         epoch = await self.epoch(business_id, customer_id)
         found = await self._linked(business_id, customer_id, epoch) if customer_id else None
-        return found.key if found else customer_key(business_id, customer_id, epoch)
+        if found is not None:
+            return found.key
+        key = customer_key(business_id, customer_id, epoch)
+        self._unlinked[(business_id, customer_id)] = key
+        if len(self._unlinked) > self.capacity:
+            self._unlinked.popitem(last=False)
+        return key
 
     async def _linked(self, business_id: str, customer_id: str, epoch: int) -> Customer | None:
         known = self._known.get((business_id, customer_id))
@@ -164,5 +177,6 @@ class Identities:
 
     def _remember(self, business_id: str, customer_id: str, customer: Customer) -> None:
         self._known[(business_id, customer_id)] = customer
+        self._unlinked.pop((business_id, customer_id), None)  # linked now
         if len(self._known) > self.capacity:
             self._known.popitem(last=False)

@@ -210,3 +210,35 @@ async def test_statuses_whose_errors_are_not_a_list_are_recorded_readable() -> N
     assert found["wamid.a"].errors == [] and found["wamid.a"].raw["errors"] == 1.5
     assert found["wamid.b"].errors == [] and found["wamid.b"].raw["errors"] == "oops"
     assert found["wamid.c"].errors == [{"code": 131047}, 7]
+
+
+class CountingReads(InMemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def read_stream(self, stream: str, *args: Any, **kwargs: Any) -> Any:
+        self.reads.append(stream)
+        return await super().read_stream(stream, *args, **kwargs)
+
+
+async def test_statuses_of_a_recipient_who_never_wrote_read_their_identity_once() -> None:
+    """A campaign's recipient has no link: their statuses (sent, delivered, read) go to the
+    key their first message would get, looked up once, not once per status; once they write
+    and are linked, their statuses follow the link."""
+    store = CountingReads()
+    deps = dedup_deps(store)
+    wamid = f"wamid.{uuid.uuid4().hex}"
+    updates = []
+    for status in ("sent", "delivered", "read"):
+        payload = status_payload(wamid, status, "394444")
+        updates += await record_delivery(deps, delivery(payload), ctx())
+    assert len({u.message.conversation_id for u in updates}) == 1
+    assert len([s for s in store.reads if s.startswith("identity-")]) == 1
+    # They write, first by a user id beside the number (so the link is theirs to make).
+    message = bsuid_message("hi", "US.9", "394444")
+    [sent] = await record_delivery(deps, delivery(bsuid_payload(message, "US.9", "394444")), ctx())
+    again = await record_delivery(
+        deps, delivery(status_payload(f"wamid.{uuid.uuid4().hex}", "sent", "394444")), ctx()
+    )
+    assert [u.message.conversation_id for u in again] == [sent.message.conversation_id]
