@@ -484,8 +484,12 @@ def fence(bot: Running, customers: set[str], post: Callable[[list[Case]], list[i
         ]
         return links[0] if links else customer
 
+    # Once, not per poll: dedup handled the batch before its fences, so the links are in
+    # place, and a read per poll per customer meets the shared server's connection limit.
+    addresses = {c: address_of(c) for c in texts}
+
     def answered() -> bool:
-        return all(f"echo: {t}" in bot.graph.texts_to(address_of(c)) for c, t in texts.items())
+        return all(f"echo: {t}" in bot.graph.texts_to(addresses[c]) for c, t in texts.items())
 
     try:
         wait_for(answered, timeout=60, interval=0.02, message="every fence of the batch answered")
