@@ -110,6 +110,11 @@ async def _settle(settings: Settings) -> dict[str, int]:
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         async with pool.acquire() as conn:
+            # Transaction ids of the server the keys came from mean nothing here (the key
+            # sweeps compare them with this server's); the tombstones themselves stay.
+            await conn.execute(
+                "UPDATE customer_keys SET erased_xid = NULL WHERE erased_xid IS NOT NULL"
+            )
             swept = await sweep_tombstones(conn)
         await install_privacy(settings, pool)
         rebuilt = await rebuild(pool)

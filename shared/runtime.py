@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.broker.bus import Bus, Consumer, Service
 from shared.config import Settings, load_settings
+from shared.crypto import datakeys
 from shared.eventstore.postgres import PostgresEventStore, create_pool
 from shared.observability.logging import configure_logging
 from shared.observability.tracing import configure_tracing, shutdown_tracing
@@ -123,7 +124,6 @@ async def install_privacy(settings: Settings, pool: asyncpg.Pool) -> None:
     agree: each reads what the others wrote."""
     if not settings.master_key:
         return
-    from shared.crypto import datakeys
     from shared.crypto.personal import PersonalCipher
     from shared.crypto.secrets import MasterKey
     from shared.eventstore.mapper import install_cipher
@@ -218,6 +218,10 @@ async def run_parts(
     tasks: list[asyncio.Task[None]] = []
     runner: web.AppRunner | None = None
     try:
+        ring = datakeys.installed() if infra._pool is not None else None
+        if ring is not None:
+            # Erasures learnt of by one query every few seconds, not a key read per message.
+            tasks.append(asyncio.create_task(ring.sweep_forever(infra._pool), name="key sweep"))
         parts = await build(infra)
         for service in parts.consumers:
             if service.name != spec.stage:

@@ -31,7 +31,9 @@ async def build(infra: Infra) -> Parts:
     learning = Subscription(
         account.NAME, account.project, infra.pool, category=account.CATEGORY, poll_interval=0.2
     )
-    opting = Subscription(optouts.NAME, optouts.project, infra.pool, poll_interval=0.1)
+    opting = Subscription(
+        optouts.NAME, optouts.project, infra.pool, poll_interval=0.1, types=optouts.TYPES
+    )
     runner = Runner(infra.pool, infra.bus, settings.whatsapp_rate_per_second)
     parts = [
         Leadership(dsn, commands.NAME, following.follow),

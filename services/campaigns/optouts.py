@@ -19,6 +19,8 @@ from shared.eventstore.subscription import Batch
 
 NAME = "campaigns.optouts"
 STOPPED_MARKETING = 131050
+# What the subscription opens of the log (the events `_opt_out_of` reads).
+TYPES = (MarketingPreferenceReceived, BotActed, ContactUpdated, SendFailed)
 
 
 async def _set(conn: asyncpg.Connection, contact: str, opted_out: bool, rec: RecordedEvent) -> None:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from aiohttp import web
 from aiohttp.resolver import ThreadedResolver
 
-from services.webhook_relay import gauges, service
+from services.webhook_relay import catalogue, gauges, service
 from services.webhook_relay.admin import setup_admin
 from services.webhook_relay.dispatcher import Dispatcher
 from services.webhook_relay.fanout import FanOut
@@ -101,6 +101,7 @@ async def build(infra: Infra) -> Parts:
             pool,
             poll_interval=settings.webhook_poll_interval,
             mapper=events.mapper,
+            types=catalogue.BY_SOURCE,  # what CRMs can get; the rest passes unopened
         )
         dispatching = asyncio.create_task(dispatcher.run())
         measuring = asyncio.create_task(gauges.run(pool))

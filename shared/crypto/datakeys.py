@@ -12,8 +12,10 @@ A rotation of the master key re-wraps the data keys (`rewrap`), never the data.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -25,8 +27,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.crypto.secrets import NONCE, KeyProvider, SecretError
 
+log = logging.getLogger("keys")
 WRAP_VERSION = 1
-KEY_TTL = 5.0  # seconds a process trusts a cached key before it reads it again
+KEY_TTL = 5.0  # seconds a process trusts a cached key unless a sweep vouched for it since
+SWEEP_SECONDS = KEY_TTL / 2  # how often a service looks for keys destroyed since its last look
 PSEUDONYM_KEY = "pseudonyms"  # the row holding the pseudonym key (never erased)
 ERASED = None  # a subject whose key is gone, as the cache remembers it
 
@@ -41,7 +45,13 @@ class KeyRing:
 
     The cache keeps keys by key id for `ttl` seconds, so that every process learns of an
     erasure within that time (an erasure waits that long before it completes); an erased
-    subject is cached as erased for good, since a destroyed key never comes back."""
+    subject is cached as erased for good, since a destroyed key never comes back.
+
+    A service also sweeps (`sweep`, every SWEEP_SECONDS): one query for the keys destroyed
+    by transactions that may have committed since its last sweep. A sweep that started less
+    than `ttl` ago vouches for every key cached before it, so a customer who writes every
+    few seconds is not read again each time; with sweeps failing (the database away), each
+    key falls back to its own `ttl`."""
 
     def __init__(self, keys: KeyProvider, capacity: int = 100_000, ttl: float = KEY_TTL) -> None:
         self.ttl = ttl
@@ -51,6 +61,11 @@ class KeyRing:
         self.capacity = capacity
         self._cache: OrderedDict[str, AESGCM | None] = OrderedDict()
         self._loaded: dict[str, float] = {}
+        # Sweeps (monotonic times): the first one's answer, the last successful one's start,
+        # and the xmin of the last snapshot (every older transaction had finished by then).
+        self._baseline: float | None = None
+        self._swept_at = float("-inf")
+        self._sweep_xmin: int | None = None
 
     async def start(self, conn: Any) -> KeyRing:
         """Load (or make, once per deployment) the pseudonym key. It is a random key kept
@@ -92,11 +107,21 @@ class KeyRing:
             return False
         if self._cache[key_id] is ERASED:
             return True
-        return time.monotonic() - self._loaded.get(key_id, 0.0) < self.ttl
+        now, loaded = time.monotonic(), self._loaded.get(key_id, 0.0)
+        if now - loaded < self.ttl:
+            return True
+        # Read after the first sweep had answered: every sweep since looked at what was
+        # destroyed after its read, the last of them recently enough.
+        return (
+            self._baseline is not None
+            and loaded > self._baseline
+            and (now - self._swept_at < self.ttl)
+        )
 
-    def _keep(self, key_id: str, aead: AESGCM | None) -> None:
+    def _keep(self, key_id: str, aead: AESGCM | None, read_at: float | None = None) -> None:
+        """Cache a key read by a query sent at `read_at` (monotonic; default now)."""
         self._cache[key_id] = aead
-        self._loaded[key_id] = time.monotonic()
+        self._loaded[key_id] = time.monotonic() if read_at is None else read_at
         self._cache.move_to_end(key_id)
         while len(self._cache) > self.capacity:
             old, _ = self._cache.popitem(last=False)
@@ -125,6 +150,7 @@ class KeyRing:
         wanted = {k for k in key_ids if not self.is_fresh(k)}
         if not wanted:
             return
+        read_at = time.monotonic()  # before the query: its snapshot is later than this
         if create:
             rows = [(k, self.wrap(AESGCM.generate_key(256), k)) for k in sorted(wanted)]
             await conn.executemany(
@@ -139,7 +165,7 @@ class KeyRing:
         for row in found:
             box = row["wrapped"]
             aead = None if box is None else AESGCM(self.unwrap(bytes(box), row["key_id"]))
-            self._keep(row["key_id"], aead)
+            self._keep(row["key_id"], aead, read_at)
         for key_id in wanted - {r["key_id"] for r in found}:
             self._keep(key_id, ERASED)
 
@@ -149,9 +175,10 @@ class KeyRing:
         Returns how many keys were destroyed."""
         ids = sorted(set(key_ids) - {PSEUDONYM_KEY})
         destroyed = await conn.fetchval(
-            "WITH gone AS (INSERT INTO customer_keys AS k (key_id, wrapped, erased_at)"
-            " SELECT unnest($1::text[]), NULL, now()"
-            " ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, erased_at = now()"
+            "WITH gone AS (INSERT INTO customer_keys AS k (key_id, wrapped, erased_at,"
+            " erased_xid) SELECT unnest($1::text[]), NULL, now(), pg_current_xact_id()"
+            " ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, erased_at = now(),"
+            " erased_xid = pg_current_xact_id()"
             " WHERE k.wrapped IS NOT NULL RETURNING (k.xmax <> 0) AS had_key)"
             " SELECT count(*) FILTER (WHERE had_key) FROM gone",
             ids,
@@ -159,6 +186,46 @@ class KeyRing:
         for key_id in ids:
             self._keep(key_id, ERASED)
         return int(destroyed)
+
+    async def sweep(self, conn: Any) -> int:
+        """Learn of the keys destroyed since the last sweep: those of every transaction
+        that had not finished at the last sweep's snapshot (one whose id is below that
+        snapshot's xmin had finished, and the last sweep, or the read of the key after it,
+        saw what it did). The first sweep only takes its place: it vouches for keys read
+        after it answered, never for those cached before. Returns how many cached keys it
+        found destroyed."""
+        started = time.monotonic()
+        if self._sweep_xmin is None:
+            xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            self._sweep_xmin, self._baseline = int(xmin), time.monotonic()
+            return 0
+        row = await conn.fetchrow(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, array("
+            " SELECT key_id FROM customer_keys WHERE erased_xid >= $1::text::xid8) AS gone",
+            str(self._sweep_xmin),
+        )
+        found = 0
+        for key_id in row["gone"]:
+            if self._cache.get(key_id, ERASED) is not ERASED:
+                self._keep(key_id, ERASED)
+                found += 1
+        self._sweep_xmin = int(row["xmin"])
+        self._swept_at = started
+        return found
+
+    async def sweep_forever(self, pool: Any, every: float = SWEEP_SECONDS) -> None:
+        """A service's background task: sweep every `every` seconds until cancelled. A
+        failed sweep (the database away) is tried again; meanwhile keys fall back to
+        their own ttl."""
+        while True:
+            try:
+                async with pool.acquire() as conn:
+                    await self.sweep(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("key sweep failed", extra={"fields": {"error": type(exc).__name__}})
+            await asyncio.sleep(every)
 
     async def rewrap(self, conn: Any, old: KeyRing, batch: int = 1000) -> int:
         """Re-wrap every data key wrapped by `old`'s master key under this one (a rotation

@@ -33,15 +33,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import asyncpg
 
-from shared.eventstore import START, Position, RecordedEvent
+from shared.eventstore import START, Event, Position, RecordedEvent
 from shared.eventstore.leadership import backoff
 from shared.eventstore.mapper import Mapper
-from shared.eventstore.postgres import PostgresEventStore
+from shared.eventstore.postgres import PostgresEventStore, Scan
 from shared.observability import metrics
 
 log = logging.getLogger("eventstore.subscription")
@@ -56,6 +56,9 @@ class Batch:
     events: list[RecordedEvent]
     conn: asyncpg.Connection
     mapper: Mapper | None = None
+    # How far the read looked: past `events` when a subscription of some types only skipped
+    # rows of others after them (the checkpoint moves that far).
+    through: Position | None = None
     _after_commit: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
@@ -66,7 +69,7 @@ class Batch:
     @property
     def position(self) -> Position:
         """Where the checkpoint will be once this batch commits."""
-        return self.events[-1].position
+        return self.through or self.events[-1].position
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the batch has committed (never if it fails): for in-memory
@@ -119,10 +122,21 @@ class Subscription:
         retry_seconds: float = 0.5,
         max_backoff: float = 10.0,
         mapper: Mapper | None = None,
+        types: Iterable[type[Event] | str] | None = None,
     ) -> None:
         """`pool` from shared.eventstore.postgres.create_pool (it decodes jsonb). `mapper`:
-        the one the service's event store uses (a cipher, upcasters), the default if None."""
+        the one the service's event store uses (a cipher, upcasters), the default if None.
+        `types`: the only events (classes or type names) the handler wants, of the whole
+        log (not with `category`);
+        the rest is passed over unopened, the checkpoint moving past it all the same."""
+        if types is not None and category is not None:
+            raise ValueError("a subscription reads a category or some types, not both")
         self.name = name
+        self.types = (
+            sorted({t if isinstance(t, str) else t.type_name() for t in types})
+            if types is not None
+            else None
+        )
         self.mapper = mapper
         self.handler = handler
         self.pool = pool
@@ -173,19 +187,20 @@ class Subscription:
                 await self._idle()
 
     async def step(self) -> int:
-        """One batch: returns how many events were handled (0 when caught up)."""
+        """One batch: returns how many rows of the log it read (0 when caught up)."""
         async with self.pool.acquire() as conn:
             after = await checkpoint(conn, self.name)
-            events = await self._read(PostgresEventStore(conn=conn, mapper=self.mapper), after)
-            if not events:
+            scan = await self._read(PostgresEventStore(conn=conn, mapper=self.mapper), after)
+            if scan.through is None or scan.oldest is None:
                 metrics.subscription_lag.labels(self.name).set(0)
                 self.caught_up.set()
                 return 0
+            events = scan.events
             # The oldest event not yet handled: this grows while a batch keeps failing.
             metrics.subscription_lag.labels(self.name).set(
-                max(0.0, time.time() - events[0].recorded_at.timestamp())
+                max(0.0, time.time() - scan.oldest.timestamp())
             )
-            batch = Batch(self.name, events, conn, self.mapper)
+            batch = Batch(self.name, events, conn, self.mapper, scan.through)
             async with conn.transaction():
                 # Fence first: a stale instance stops here (after waiting for the winner's
                 # commit) before its handler writes anything.
@@ -199,7 +214,8 @@ class Subscription:
                 )
                 if moved is None:
                     raise CheckpointMoved(f"{self.name}: the checkpoint moved since {after}")
-                await self.handler(batch)
+                if events:
+                    await self.handler(batch)
         metrics.subscription_events.labels(self.name).inc(len(events))
         for callback in batch._after_commit:
             try:
@@ -208,12 +224,18 @@ class Subscription:
                 log.exception(
                     "after-commit callback failed", extra={"fields": {"subscription": self.name}}
                 )
-        return len(events)
+        return scan.scanned
 
-    async def _read(self, store: PostgresEventStore, after: Position) -> list[RecordedEvent]:
+    async def _read(self, store: PostgresEventStore, after: Position) -> Scan:
+        if self.types is not None:
+            return await store.read_all_of(self.types, after=after, limit=self.batch_size)
         if self.category is None:
-            return await store.read_all(after=after, limit=self.batch_size)
-        return await store.read_category(self.category, after=after, limit=self.batch_size)
+            events = await store.read_all(after=after, limit=self.batch_size)
+        else:
+            events = await store.read_category(self.category, after=after, limit=self.batch_size)
+        if not events:
+            return Scan([], None, None, 0)
+        return Scan(events, events[-1].position, events[0].recorded_at, len(events))
 
     async def _idle(self) -> None:
         try:

@@ -37,12 +37,13 @@ from typing import Any
 import aio_pika
 import asyncpg
 
+from services.api.directory import ensure_default_business
 from shared.broker.topology import stages
 from shared.config import Settings
 from shared.crypto.personal import mapper_with_keys
 from shared.events.dedup import MessageReceived
 from shared.eventstore import RecordedEvent
-from shared.eventstore.postgres import PostgresEventStore, init_connection
+from shared.eventstore.postgres import PostgresEventStore, create_pool, init_connection
 from shared.services import SERVICES
 from shared.stack import ROOT
 from tests.bench import peer, report
@@ -60,6 +61,8 @@ LATEST = ROOT / "tests" / "bench" / "latest"
 # (1,000 messages/s per number) replaces the default 80/s, which would cap every figure.
 STACK_ENV = {
     "WHATSAPP_RATE_PER_SECOND": "1000",
+    # The loader's number, registered to the default business as `make up` registers it.
+    "WHATSAPP_PHONE_NUMBER_ID": "100000000000001",
     "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
     "OPENAI_API_KEY": OPENAI_KEY,
     # The e2e harness shortens these for its tests; a deployment runs the defaults.
@@ -159,6 +162,15 @@ class Links:
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
+
+    async def register_default(self, settings: Settings) -> None:
+        """The default business and its number, as `make up` registers them: a number the
+        directory knows (an unregistered one costs a database lookup on each message)."""
+        pool = await create_pool(self.database_url, min_size=1, max_size=1)
+        try:
+            await ensure_default_business(pool, settings)
+        finally:
+            await pool.close()
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return self.run(self.db.fetch(query, *args))
@@ -610,6 +622,8 @@ class Bench:
             if fake is not None:
                 fake.stop()
         settings = self.running.stack.settings
+        assert self.links is not None
+        self.links.run(self.links.register_default(settings))
         self.results["stack"] = {
             "services": list(self.service_pids()),
             "env_overrides": {**STACK_ENV, **self.extra_env},

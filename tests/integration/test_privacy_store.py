@@ -208,3 +208,76 @@ async def test_rotation_rewraps_keys_not_data(pg_pool: asyncpg.Pool, ring: KeyRi
     assert isinstance(read.event, MessageReceived) and read.event.wa_id == PHONE
     async with pg_pool.acquire() as conn:  # and back, for the session's other tests
         assert await KeyRing(MASTER).rewrap(conn, KeyRing(new_master)) >= 1
+
+
+class Clock:
+    """The key ring's monotonic clock, moved by the test (freshness is a matter of time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def sealed_subject(pg_pool: asyncpg.Pool, ring: KeyRing) -> str:
+    """The key id of a new conversation with a sealed row."""
+    store = PostgresEventStore(pg_pool)
+    cid = f"{uuid.uuid4().hex[:8]}.{PHONE}"
+    await store.append(inbox_stream(cid), [NewEvent(message(cid, "wamid.s" + cid))])
+    return ring.key_id(conversation_subject(cid))
+
+
+@pytest_asyncio.fixture
+async def reader(pg_pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> tuple[KeyRing, Clock]:
+    """Another process's ring on a clock of the test's, swept as a service sweeps it."""
+    clock = Clock()
+    monkeypatch.setattr("shared.crypto.datakeys.time", clock)
+    async with pg_pool.acquire() as conn:
+        other = await KeyRing(MASTER, ttl=5.0).start(conn)
+    return other, clock
+
+
+async def test_a_sweep_learns_of_keys_destroyed_elsewhere(
+    pg_pool: asyncpg.Pool, ring: KeyRing, reader: tuple[KeyRing, Clock]
+):
+    other, clock = reader
+    key_id = await sealed_subject(pg_pool, ring)
+    async with pg_pool.acquire() as conn:
+        assert await other.sweep(conn) == 0  # the first one takes its place
+        clock.now += 1
+        await other.load(conn, [key_id])
+        assert other.cached(key_id) is not None
+        # Destroyed by another process, in a transaction still open at the next sweep:
+        # that sweep cannot see it, the one after must.
+        async with pg_pool.acquire() as eraser, eraser.transaction():
+            assert await ring.shred(eraser, [key_id]) == 1
+            clock.now += 1
+            assert await other.sweep(conn) == 0
+            assert other.cached(key_id) is not None
+        clock.now += 1
+        assert await other.sweep(conn) == 1
+        assert other.cached(key_id) is None and other.is_fresh(key_id)
+        assert await other.sweep(conn) == 0  # learnt once
+
+
+async def test_a_sweep_vouches_only_for_keys_read_after_the_first(
+    pg_pool: asyncpg.Pool, ring: KeyRing, reader: tuple[KeyRing, Clock]
+):
+    other, clock = reader
+    early = await sealed_subject(pg_pool, ring)
+    late = await sealed_subject(pg_pool, ring)
+    async with pg_pool.acquire() as conn:
+        await other.load(conn, [early])
+        clock.now += 1
+        await other.sweep(conn)
+        clock.now += 1
+        await other.load(conn, [late])
+        clock.now += 10  # past both keys' own ttl
+        assert not other.is_fresh(early) and not other.is_fresh(late)
+        await other.sweep(conn)
+        # The sweeps since `late` was read looked at everything destroyed after its read;
+        # `early` was read before the first sweep, which looked at nothing.
+        assert other.is_fresh(late) and not other.is_fresh(early)
+        clock.now += 10  # no sweep since: nothing is vouched for any more
+        assert not other.is_fresh(late)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.api.projections import analytics, campaigns, contacts, conversations, templates
-from shared.eventstore import START, Position
+from shared.eventstore import START, Event, Position
 from shared.eventstore.subscription import Batch, CheckpointMoved, Handler, Subscription
 
 
@@ -22,14 +22,15 @@ class ReadModel:
     name: str  # the subscription's, and its checkpoint's
     project: Handler
     tables: tuple[str, ...]
+    types: tuple[type[Event], ...]  # the events it reads (the rest of the log passes unopened)
 
 
 READ_MODELS: tuple[ReadModel, ...] = (
-    ReadModel(conversations.NAME, conversations.project, conversations.TABLES),
-    ReadModel(contacts.NAME, contacts.project, contacts.TABLES),
-    ReadModel(templates.NAME, templates.project, templates.TABLES),
-    ReadModel(campaigns.NAME, campaigns.project, campaigns.TABLES),
-    ReadModel(analytics.NAME, analytics.project, analytics.TABLES),
+    ReadModel(conversations.NAME, conversations.project, conversations.TABLES, conversations.TYPES),
+    ReadModel(contacts.NAME, contacts.project, contacts.TABLES, contacts.TYPES),
+    ReadModel(templates.NAME, templates.project, templates.TABLES, templates.TYPES),
+    ReadModel(campaigns.NAME, campaigns.project, campaigns.TABLES, campaigns.TYPES),
+    ReadModel(analytics.NAME, analytics.project, analytics.TABLES, analytics.TYPES),
 )
 NAMES = tuple(m.name for m in READ_MODELS)
 
@@ -51,7 +52,7 @@ def subscriptions(
         return handle
 
     return {
-        m.name: Subscription(m.name, handler(m), pool, poll_interval=poll_interval)
+        m.name: Subscription(m.name, handler(m), pool, poll_interval=poll_interval, types=m.types)
         for m in READ_MODELS
     }
 

@@ -222,6 +222,7 @@ HANDLERS: dict[type, Callable[[asyncpg.Connection, RecordedEvent], Awaitable[Non
     Closed: _released,
     Reopened: _reopened,
 }
+TYPES = tuple(HANDLERS)  # what the subscription opens of the log
 
 
 async def project(batch: Batch) -> None:

@@ -271,6 +271,7 @@ HANDLERS = {
     LifecycleChanged: _lifecycle,
     CustomerWrote: _customer_wrote,
 }
+TYPES = tuple(HANDLERS)  # what the subscription opens of the log
 
 
 async def project(batch: Batch) -> None:

@@ -261,6 +261,7 @@ HANDLERS: dict[type, Callable[[asyncpg.Connection, RecordedEvent], Awaitable[Non
     MarketingPreferenceReceived: _preference,
     BotActed: _bot_acted,
 }
+TYPES = tuple(HANDLERS)  # what the subscription opens of the log
 
 
 async def project(batch: Batch) -> None:

@@ -479,6 +479,7 @@ HANDLERS: dict[type, Callable[[asyncpg.Connection, RecordedEvent], Awaitable[Non
     MediaFailed: _media_failed,
     MediaExpired: _media_expired,
 }
+TYPES = tuple(HANDLERS)  # what the subscription opens of the log
 
 
 async def project(batch: Batch) -> None:

@@ -18,6 +18,7 @@ from shared.eventstore.subscription import Batch
 
 NAME = "api.templates"
 TABLES = ("api_templates",)
+TYPES = (TemplateRecorded, ChangeReceived)  # what the subscription opens of the log
 
 _UPSERT = """
 INSERT INTO api_templates AS t (template_id, business_id, waba_id, name, language, category,
