@@ -106,14 +106,22 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
             stream,
             [
                 NewEvent(
-                    SendAttemptFailed(attempt=attempt, error=f"{type(exc).__name__}: {exc}"[:500]),
+                    SendAttemptFailed(
+                        attempt=attempt,
+                        error=f"{type(exc).__name__}: {exc}"[:500],
+                        conversation_id=cmd.conversation_id,
+                    ),
                     metadata=meta,
                 )
             ],
             expected_version=version,
         )
         raise
-    succeeded = NewEvent(SendSucceeded(wamid=wamid), metadata=meta)
+    # With the conversation named, every event of the send is sealed with one key, the
+    # conversation's (a key of the outbox stream's own would be made for each send).
+    succeeded = NewEvent(
+        SendSucceeded(wamid=wamid, conversation_id=cmd.conversation_id), metadata=meta
+    )
     sent = NewEvent(
         MessageSent(
             wamid=wamid,
@@ -174,7 +182,8 @@ async def _resume(
             "send interrupted by a crash; sending again",
             extra={"fields": {"command_id": cmd.command_id}},
         )
-        events.insert(0, NewEvent(SendInterrupted(attempt=attempt - 1), metadata=meta))
+        interrupted = SendInterrupted(attempt=attempt - 1, conversation_id=cmd.conversation_id)
+        events.insert(0, NewEvent(interrupted, metadata=meta))
     appended = await deps.store.append(stream, events, expected_version=history[-1].version)
     return appended[-1].stream_version, attempt
 

@@ -24,6 +24,9 @@ class SendSucceeded(Event, kw_only=True):
     """Meta accepted the send and gave it this wamid."""
 
     wamid: str
+    # Whose it is, so that it is sealed with the conversation's key like the rest of the
+    # send (empty in events from before: those have a key of their stream's own).
+    conversation_id: str = ""
 
 
 class SendFailed(Event, kw_only=True):
@@ -41,6 +44,7 @@ class SendAttemptFailed(Event, kw_only=True):
 
     attempt: int
     error: str = ""
+    conversation_id: str = ""  # sealed with the conversation's key (empty: from before)
 
 
 class SendInterrupted(Event, kw_only=True):
@@ -48,6 +52,7 @@ class SendInterrupted(Event, kw_only=True):
     unknown, so it is sent again (the one duplicate the system allows, and counts)."""
 
     attempt: int
+    conversation_id: str = ""  # sealed with the conversation's key (empty: from before)
 
 
 class MessageSent(Event, kw_only=True):

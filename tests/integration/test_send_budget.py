@@ -69,3 +69,14 @@ async def test_a_number_of_its_own_rate(pg_pool: asyncpg.Pool) -> None:
     for _ in range(4):
         await limiter.acquire(key, rate=20.0)
     assert time.monotonic() - started >= 3 / 20.0 - 5e-3
+
+
+async def test_a_reservation_does_not_wait_for_the_wal_flush(pg_pool: asyncpg.Pool) -> None:
+    """Its transaction commits asynchronously (a pacing hint, not a record), and only its
+    own: the connection's next transaction is durable again."""
+    key = f"pn-{uuid.uuid4().hex}"
+    async with pg_pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.fetchval("SELECT reserve_send($1, 1.0, 0)", key)
+            assert await conn.fetchval("SELECT current_setting('synchronous_commit')") == "off"
+        assert await conn.fetchval("SELECT current_setting('synchronous_commit')") == "on"

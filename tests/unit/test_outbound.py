@@ -198,6 +198,9 @@ async def test_interrupted_send_is_counted_recorded_and_sent(ob: Outbound) -> No
     ]
     assert data(events[2])["attempt"] == 2
     assert ob.graph_api.texts_to(ob.customer) == ["after the crash"]
+    # Every event the send recorded names the conversation: one key seals them all (the
+    # conversation's, which its erasure destroys), never a key made for this send.
+    assert {data(e)["conversation_id"] for e in events} == {cmd.conversation_id}
 
 
 async def test_window_closed_131047_is_a_permanent_failure(ob: Outbound) -> None:
@@ -293,6 +296,8 @@ async def test_persistent_server_errors_give_up_after_max_tries(ob: Outbound) ->
     assert caught.value.transient
     assert len(ob.sends()) == MAX_TRIES
     assert await ob.outbox(cmd) == ["SendStarted", "SendAttemptFailed"]
+    failed = (await ob.outbox_events(cmd))[-1]
+    assert data(failed)["conversation_id"] == cmd.conversation_id  # its key: the conversation's
 
 
 async def test_rejected_token_retries_later(fake_graph: FakeGraphAPI) -> None:
