@@ -28,6 +28,7 @@ from shared.eventstore import (
     category,
     check_stream_name,
 )
+from shared.eventstore.coalesce import Coalescer
 from shared.eventstore.mapper import Mapper, default_mapper
 from shared.observability import metrics, tracing
 
@@ -173,11 +174,19 @@ class PostgresEventStore:
     """Bound either to a pool (each call its own transaction) or to one connection."""
 
     def __init__(
-        self, pool: asyncpg.Pool | None = None, conn: Any = None, mapper: Mapper | None = None
+        self,
+        pool: asyncpg.Pool | None = None,
+        conn: Any = None,
+        mapper: Mapper | None = None,
+        coalesce: bool = True,
     ) -> None:
+        """`coalesce`: a pool-bound store sends the appends made at the same moment in one
+        statement (group commit, shared/eventstore/coalesce.py). A store bound to one
+        connection writes in its transaction, as it is asked."""
         self._pool = pool
         self._conn = conn
         self.mapper = mapper or default_mapper()
+        self._coalescer = Coalescer(self._write_batch) if coalesce and conn is None else None
 
     def _record(self, row: asyncpg.Record) -> RecordedEvent:
         stream = row["stream_name"]
@@ -224,6 +233,10 @@ class PostgresEventStore:
             return []
         check_stream_name(stream)
         await self._keys_for_writing([(stream, events)])
+        if self._coalescer is not None:
+            write = StreamWrite(stream, events, expected_version)
+            [appended] = await self._coalescer.submit([write])
+            return appended
         rows = await self._write(
             category(stream),
             len(events),
@@ -242,6 +255,19 @@ class PostgresEventStore:
         for _, w in writes_:
             check_stream_name(w.stream)
         await self._keys_for_writing([(w.stream, w.events) for _, w in writes_])
+        nonempty = [w for _, w in writes_]
+        if self._coalescer is not None:
+            written = await self._coalescer.submit(nonempty)
+        else:
+            written = await self._write_batch(nonempty)
+        for (i, _), appended in zip(writes_, written, strict=True):
+            results[i] = appended
+        return results
+
+    async def _write_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
+        """These writes (none empty, keys loaded) in one statement: what each appended."""
+        results: list[list[Appended]] = [[] for _ in writes]
+        writes_ = list(enumerate(writes))
         columns: list[list[Any]] = [[], [], [], []]
         for _, w in writes_:
             for column, values in zip(columns, self._rows(w.stream, w.events), strict=True):

@@ -86,6 +86,11 @@ eventstore_statement_timeouts = Counter(
     "eventstore_statement_timeouts_total",
     "Statements that ran out of time on a live connection (a handler failure, not an outage)",
 )
+eventstore_coalesced_writes = Histogram(
+    "eventstore_coalesced_writes",
+    "Appends (append or append_batch calls) of one process sent together in one statement",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 eventstore_conflicts = Counter(
     "eventstore_conflicts_total", "Appends refused: another writer was first"
 )

@@ -34,12 +34,14 @@ from shared.eventstore.memory import InMemoryEventStore
 from shared.eventstore.postgres import PostgresEventStore, StatementTimeout, create_pool
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "postgres-direct"])
 def store(request: pytest.FixtureRequest) -> EventStore:
     if request.param == "memory":
         return InMemoryEventStore()
-    # Looked up lazily so the memory cases need no database at all.
-    return PostgresEventStore(request.getfixturevalue("pg_pool"))
+    # Looked up lazily so the memory cases need no database at all. "postgres" coalesces
+    # the appends made at the same moment (the services' store); "direct" sends each alone.
+    pool = request.getfixturevalue("pg_pool")
+    return PostgresEventStore(pool, coalesce=request.param == "postgres")
 
 
 def new_stream(category: str = "test") -> str:
@@ -645,6 +647,60 @@ async def test_a_value_postgresql_cannot_store_is_rejected(pg_pool: asyncpg.Pool
     with pytest.raises(EventRejected):
         await store.append(stream, [NewEvent(Unrecognised(type="Nul", data={"t": "a\x00b"}))])
     assert await store.read_stream(stream) == []
+
+
+async def test_appends_made_at_once_each_get_their_own_answer(store: EventStore) -> None:
+    """Many appends at the same moment (a consumer's window of messages, which the services'
+    store sends in one statement): each is written or refused for its own reason alone."""
+    fresh = [new_stream() for _ in range(6)]
+    contested = new_stream()
+    batch_a, batch_b = new_stream(), new_stream()
+    calls = [store.append(s, [ev(i)], NO_STREAM) for i, s in enumerate(fresh)]
+    calls += [store.append(contested, [ev(10)], NO_STREAM) for _ in range(2)]
+    calls.append(
+        store.append_batch(
+            [StreamWrite(batch_a, [ev(20), ev(21)]), StreamWrite(batch_b, [ev(22)], NO_STREAM)]
+        )
+    )
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    for stream, outcome in zip(fresh, outcomes[:6], strict=True):
+        assert not isinstance(outcome, BaseException), outcome
+        [appended] = outcome
+        [recorded] = await store.read_stream(stream)
+        assert (recorded.id, recorded.version) == (appended.event_id, 0)
+    won, lost = sorted(outcomes[6:8], key=lambda o: isinstance(o, BaseException))
+    assert isinstance(lost, WrongExpectedVersion) and not isinstance(won, BaseException)
+    assert len(await store.read_stream(contested)) == 1
+    batch = outcomes[8]
+    assert not isinstance(batch, BaseException), batch
+    assert [[a.stream_version for a in w] for w in batch] == [[0, 1], [0]]
+    assert [data_of(r) for r in await store.read_stream(batch_a)] == [{"n": 20}, {"n": 21}]
+
+
+async def test_coalesced_appends_refused_by_the_database_fail_alone(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    """One statement for all of them, and a row PostgreSQL refuses among them: nothing of the
+    statement was written, so each is sent again alone, and only the refused one fails."""
+    from prometheus_client import REGISTRY
+
+    store = PostgresEventStore(pg_pool)
+    streams = [new_stream() for _ in range(4)]
+    bad = new_stream()
+    before = REGISTRY.get_sample_value("eventstore_coalesced_writes_sum") or 0.0
+    outcomes = await asyncio.gather(
+        *(store.append(s, [ev(i)]) for i, s in enumerate(streams)),
+        store.append(bad, [NewEvent(Unrecognised(type="Nul", data={"t": "a\x00b"}))]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[-1], EventRejected)
+    assert not any(isinstance(o, BaseException) for o in outcomes[:-1]), outcomes
+    for i, s in enumerate(streams):
+        assert [data_of(r) for r in await store.read_stream(s)] == [{"n": i}]
+    assert await store.read_stream(bad) == []
+    # They went together first (five appends in one statement), then each alone.
+    after = REGISTRY.get_sample_value("eventstore_coalesced_writes_sum") or 0.0
+    assert after - before >= 5
 
 
 async def test_a_statement_that_runs_out_of_time_is_the_messages_problem_not_an_outage(

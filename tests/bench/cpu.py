@@ -1,0 +1,77 @@
+"""`python -m tests.bench.cpu`: CPU per message at one steady rate, per process, for
+comparing two versions of the code on the same machine minutes apart (the full bench's
+machine figures move between runs, by 2x on this shared host).
+
+Starts the bench's stack (out-of-process fakes, isolated vhost and database), runs a
+warm-up step, then `--steps` open-loop steps at `--rate` with the LLM answering at once,
+and prints CPU milliseconds per message of each process (RabbitMQ and PostgreSQL included)
+for each step and the median over the steps. Every step is checked as the bench checks it:
+nothing lost, duplicated or out of order.
+
+Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+from tests.bench.run import Bench, Plan, log
+
+STACK = (
+    "ingress",
+    "dedup",
+    "conversation",
+    "outbound",
+    "api",
+    "campaigns",
+    "webhook_relay",
+    "media",
+)
+
+
+def per_message(step: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per accepted message of each of the stack's processes, and their total."""
+    accepted = max(1, step["accepted"])
+    out = {}
+    for name, cost in step["cost"].items():
+        if name in STACK or name.startswith(("postgres", "rabbitmq")):
+            out[name.split(" ")[0]] = 1000 * cost["cpu_s"] / accepted
+    out["total"] = sum(out.values())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tests.bench.cpu", description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args(argv)
+    bench = Bench(Plan.make(quick=True), {})
+    rows: list[dict[str, float]] = []
+    failed = False
+    try:
+        bench.setup()
+        bench.start()
+        for _ in range(args.steps):
+            step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
+            acc = step["accounting"]
+            figures = per_message(step)
+            rows.append(figures)
+            log(
+                f"{args.rate:.0f}/s: {figures['total']:.1f} CPU ms per message, completion"
+                f" {acc['answered'] / max(1, step['accepted']):.1%}, lost {acc['lost']}"
+                f" dup {acc['duplicates']} ooo {acc['out_of_order']}"
+            )
+            failed |= bool(acc["lost"] or acc["duplicates"] or acc["out_of_order"])
+    finally:
+        bench.teardown()
+    median = {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else {}
+    print(json.dumps({"rate": args.rate, "steps": rows, "median": median}, indent=1))
+    return 1 if failed or bench.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
