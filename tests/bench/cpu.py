@@ -4,8 +4,9 @@ machine figures move between runs, by 2x on this shared host).
 
 Starts the bench's stack (out-of-process fakes, isolated vhost and database), runs a
 warm-up step, then `--steps` open-loop steps at `--rate` with the LLM answering at once,
-and prints CPU milliseconds per message of each process (RabbitMQ and PostgreSQL included)
-for each step and the median over the steps. Every step is checked as the bench checks it:
+and prints CPU milliseconds per message of each process (RabbitMQ and PostgreSQL included),
+the database's commits per message and the latency, for each step and the median over the
+steps. Every step is checked as the bench checks it:
 nothing lost, duplicated or out of order.
 
 Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from typing import Any
 
 from tests.bench.run import Bench, Plan, log
@@ -43,6 +45,18 @@ def per_message(step: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def commits(bench: Bench) -> int:
+    """The bench database's committed transactions so far. An idle backend flushes its
+    statistics within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): waited for first."""
+    assert bench.links is not None
+    time.sleep(11)
+    bench.links.sql("SELECT pg_stat_force_next_flush()")
+    [row] = bench.links.sql(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int(row["xact_commit"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests.bench.cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=60.0)
@@ -56,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         bench.setup()
         bench.start()
         for _ in range(args.steps):
+            before = commits(bench)
             step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
             acc = step["accounting"]
             figures = per_message(step)
+            # Transactions the database committed per message: unlike CPU, the same on a
+            # fast machine and a slow one.
+            figures["commits"] = (commits(bench) - before) / max(1, step["accepted"])
+            figures["p50_ms"], figures["p99_ms"] = step["p50_ms"], step["p99_ms"]
             rows.append(figures)
             log(
-                f"{args.rate:.0f}/s: {figures['total']:.1f} CPU ms per message, completion"
+                f"{args.rate:.0f}/s: {figures['total']:.1f} CPU ms and"
+                f" {figures['commits']:.1f} commits per message, p50 {step['p50_ms']:.0f}"
+                f" p99 {step['p99_ms']:.0f} ms, completion"
                 f" {acc['answered'] / max(1, step['accepted']):.1%}, lost {acc['lost']}"
                 f" dup {acc['duplicates']} ooo {acc['out_of_order']}"
             )
