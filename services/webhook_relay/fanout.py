@@ -103,6 +103,8 @@ class FanOut:
         self.directory = directory  # None: every event is the default business's
 
     async def __call__(self, batch: Batch) -> None:
+        if not batch.events:
+            return  # only events of no catalogue type were passed
         endpoints = await self.relay.list_endpoints(enabled_only=True, conn=batch.conn)
         if not endpoints:
             return  # nobody to send to: no lookups (the checkpoint moves all the same)

@@ -119,7 +119,11 @@ class KeyRing:
         )
 
     def _keep(self, key_id: str, aead: AESGCM | None, read_at: float | None = None) -> None:
-        """Cache a key read by a query sent at `read_at` (monotonic; default now)."""
+        """Cache a key read by a query sent at `read_at` (monotonic; default now). Erased is
+        final: a read answered after a sweep or a shred learnt of the destruction (its
+        snapshot older than that) must not bring the key back."""
+        if aead is not None and key_id in self._cache and self._cache[key_id] is ERASED:
+            return
         self._cache[key_id] = aead
         self._loaded[key_id] = time.monotonic() if read_at is None else read_at
         self._cache.move_to_end(key_id)
@@ -175,10 +179,10 @@ class KeyRing:
         Returns how many keys were destroyed."""
         ids = sorted(set(key_ids) - {PSEUDONYM_KEY})
         destroyed = await conn.fetchval(
-            "WITH gone AS (INSERT INTO customer_keys AS k (key_id, wrapped, erased_at,"
-            " erased_xid) SELECT unnest($1::text[]), NULL, now(), pg_current_xact_id()"
-            " ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, erased_at = now(),"
-            " erased_xid = pg_current_xact_id()"
+            # erased_xid is set by the table's trigger (migration 0032), for any writer.
+            "WITH gone AS (INSERT INTO customer_keys AS k (key_id, wrapped, erased_at)"
+            " SELECT unnest($1::text[]), NULL, now()"
+            " ON CONFLICT (key_id) DO UPDATE SET wrapped = NULL, erased_at = now()"
             " WHERE k.wrapped IS NOT NULL RETURNING (k.xmax <> 0) AS had_key)"
             " SELECT count(*) FILTER (WHERE had_key) FROM gone",
             ids,
@@ -204,12 +208,23 @@ class KeyRing:
             " SELECT key_id FROM customer_keys WHERE erased_xid >= $1::text::xid8) AS gone",
             str(self._sweep_xmin),
         )
+        xmin = int(row["xmin"])
+        if xmin < self._sweep_xmin:
+            # Another server's ids (a fail-over to a replica that was behind, a restore):
+            # ids below the last xmin may be handed out again. Start over, vouching for
+            # nothing read before.
+            self._sweep_xmin, self._baseline = xmin, time.monotonic()
+            self._swept_at = float("-inf")
+            return 0
         found = 0
         for key_id in row["gone"]:
-            if self._cache.get(key_id, ERASED) is not ERASED:
-                self._keep(key_id, ERASED)
-                found += 1
-        self._sweep_xmin = int(row["xmin"])
+            cached = key_id in self._cache
+            if cached and self._cache[key_id] is ERASED:
+                continue
+            # Every id, cached or not: a read of it still on its way must not bring it back.
+            found += cached
+            self._keep(key_id, ERASED)
+        self._sweep_xmin = xmin
         self._swept_at = started
         return found
 
@@ -249,8 +264,10 @@ class KeyRing:
                 except SecretError:
                     self.unwrap(box, row["key_id"])  # already under the new key, or broken
                     continue
+                # Not over a shred that committed since the read: it stays destroyed.
                 await conn.execute(
-                    "UPDATE customer_keys SET wrapped = $2 WHERE key_id = $1",
+                    "UPDATE customer_keys SET wrapped = $2 WHERE key_id = $1"
+                    " AND wrapped IS NOT NULL",
                     row["key_id"],
                     self.wrap(raw, row["key_id"]),
                 )

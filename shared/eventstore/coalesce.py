@@ -17,26 +17,41 @@ every caller's: they all get StoreUnavailable, as each would have alone.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
-from shared.eventstore import Appended, StoreUnavailable, StreamWrite
+from shared.eventstore import Appended, StoreUnavailable
 from shared.observability import metrics
 
-Write = Callable[[list[StreamWrite]], Awaitable[list[list[Appended]]]]
+log = logging.getLogger("eventstore")
+
+W = TypeVar("W")  # one stream's write, as the store has prepared it
+Result = list[list[Appended]]
+Write = Callable[[list[Any]], Awaitable[Result]]
 
 
-class Coalescer:
+class Coalescer(Generic[W]):
     """Sends what `submit` collects in one turn of the loop through `write` (the store's
-    own append_batch, unbatched), in one call when there are several."""
+    own statement for several streams), in one call when there are several."""
 
-    def __init__(self, write: Write) -> None:
+    def __init__(self, write: Callable[[list[W]], Awaitable[Result]]) -> None:
         self.write = write
-        self._pending: list[tuple[list[StreamWrite], asyncio.Future[list[list[Appended]]]]] = []
+        self._pending: list[tuple[list[W], asyncio.Future[Result]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._sending: set[asyncio.Future[None]] = set()
 
-    async def submit(self, writes: list[StreamWrite]) -> list[list[Appended]]:
+    async def submit(self, writes: list[W]) -> Result:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[list[Appended]]] = loop.create_future()
+        if loop is not self._loop:
+            # A store used from another loop (a tool, a test): what a closed loop left
+            # pending will never be sent by it.
+            for _, stale in self._pending:
+                if not stale.get_loop().is_closed():
+                    stale.cancel()
+            self._pending, self._scheduled, self._loop = [], False, loop
+        future: asyncio.Future[Result] = loop.create_future()
         self._pending.append((writes, future))
         if not self._scheduled:
             self._scheduled = True
@@ -48,11 +63,21 @@ class Coalescer:
         batch = [(w, f) for w, f in batch if not f.done()]  # a caller cancelled meanwhile
         if batch:
             task = asyncio.ensure_future(self._send(batch))
-            task.add_done_callback(_retrieve)
+            self._sending.add(task)  # a strong reference while it runs
+            task.add_done_callback(self._sending.discard)
 
-    async def _send(
-        self, batch: list[tuple[list[StreamWrite], asyncio.Future[list[list[Appended]]]]]
-    ) -> None:
+    async def _send(self, batch: list[tuple[list[W], asyncio.Future[Result]]]) -> None:
+        try:
+            await self._send_all(batch)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("coalesced appends failed")
+            for _, future in batch:
+                _fail(future, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def _send_all(self, batch: list[tuple[list[W], asyncio.Future[Result]]]) -> None:
         metrics.eventstore_coalesced_writes.observe(len(batch))
         if len(batch) == 1:
             await _settle(batch[0][1], self.write(batch[0][0]))
@@ -64,9 +89,10 @@ class Coalescer:
             for _, future in batch:
                 _fail(future, exc)
             return
-        except BaseException:
-            # Refused for someone's reason (nothing was written): each on its own.
-            await asyncio.gather(*(_settle(f, self.write(w)) for w, f in batch))
+        except Exception:
+            # Refused for someone's reason (nothing was written): each on its own, but not
+            # for a caller that gave up meanwhile.
+            await asyncio.gather(*(_settle(f, self.write(w)) for w, f in batch if not f.done()))
             return
         at = 0
         for writes, future in batch:
@@ -75,27 +101,20 @@ class Coalescer:
             at += len(writes)
 
 
-async def _settle(
-    future: asyncio.Future[list[list[Appended]]], write: Awaitable[list[list[Appended]]]
-) -> None:
+async def _settle(future: asyncio.Future[Result], write: Awaitable[Result]) -> None:
     try:
         result = await write
-    except BaseException as exc:
+    except Exception as exc:
         _fail(future, exc)
     else:
         if not future.done():
             future.set_result(result)
 
 
-def _fail(future: asyncio.Future[list[list[Appended]]], exc: BaseException) -> None:
+def _fail(future: asyncio.Future[Result], exc: BaseException) -> None:
     if future.done():
         return
     if isinstance(exc, asyncio.CancelledError):
         future.cancel()  # the loop is going away
     else:
         future.set_exception(exc)
-
-
-def _retrieve(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # every outcome went to a caller; nothing to log twice

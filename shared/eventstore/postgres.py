@@ -160,6 +160,16 @@ def _appended(row: asyncpg.Record) -> Appended:
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """A stream's write as the append functions take it: ids, types, data (sealed) and
+    metadata, column by column."""
+
+    stream: str
+    expected_version: int | None
+    columns: list[list[Any]]
+
+
+@dataclass(frozen=True)
 class Scan:
     """What `read_all_of` read: the events of the types asked for, the position of the last
     row looked at (None: nothing new), when the first was recorded, and how many rows."""
@@ -186,7 +196,7 @@ class PostgresEventStore:
         self._pool = pool
         self._conn = conn
         self.mapper = mapper or default_mapper()
-        self._coalescer = Coalescer(self._write_batch) if coalesce and conn is None else None
+        self._coalescer = Coalescer(self._write_encoded) if coalesce and conn is None else None
 
     def _record(self, row: asyncpg.Record) -> RecordedEvent:
         stream = row["stream_name"]
@@ -233,9 +243,11 @@ class PostgresEventStore:
             return []
         check_stream_name(stream)
         await self._keys_for_writing([(stream, events)])
+        # Sealed here, with the keys just checked: a caller's own refusal (an erased
+        # customer, an event that does not fit) is its own, never its statement's.
+        encoded = self._encoded(StreamWrite(stream, events, expected_version))
         if self._coalescer is not None:
-            write = StreamWrite(stream, events, expected_version)
-            [appended] = await self._coalescer.submit([write])
+            [appended] = await self._coalescer.submit([encoded])
             return appended
         rows = await self._write(
             category(stream),
@@ -243,7 +255,7 @@ class PostgresEventStore:
             "SELECT * FROM append_to_stream($1, $2, $3, $4, $5, $6)",
             stream,
             expected_version,
-            *self._rows(stream, events),
+            *encoded.columns,
         )
         return [_appended(r) for r in rows]
 
@@ -255,34 +267,36 @@ class PostgresEventStore:
         for _, w in writes_:
             check_stream_name(w.stream)
         await self._keys_for_writing([(w.stream, w.events) for _, w in writes_])
-        nonempty = [w for _, w in writes_]
+        encoded = [self._encoded(w) for _, w in writes_]
         if self._coalescer is not None:
-            written = await self._coalescer.submit(nonempty)
+            written = await self._coalescer.submit(encoded)
         else:
-            written = await self._write_batch(nonempty)
+            written = await self._write_encoded(encoded)
         for (i, _), appended in zip(writes_, written, strict=True):
             results[i] = appended
         return results
 
-    async def _write_batch(self, writes: list[StreamWrite]) -> list[list[Appended]]:
-        """These writes (none empty, keys loaded) in one statement: what each appended."""
+    def _encoded(self, write: StreamWrite) -> Encoded:
+        return Encoded(write.stream, write.expected_version, self._rows(write.stream, write.events))
+
+    async def _write_encoded(self, writes: list[Encoded]) -> list[list[Appended]]:
+        """These writes (sealed, none empty) in one statement: what each appended."""
         results: list[list[Appended]] = [[] for _ in writes]
-        writes_ = list(enumerate(writes))
         columns: list[list[Any]] = [[], [], [], []]
-        for _, w in writes_:
-            for column, values in zip(columns, self._rows(w.stream, w.events), strict=True):
+        for w in writes:
+            for column, values in zip(columns, w.columns, strict=True):
                 column.extend(values)
         rows = await self._write(
-            ",".join(sorted({category(w.stream) for _, w in writes_})),
-            sum(len(w.events) for _, w in writes_),
+            ",".join(sorted({category(w.stream) for w in writes})),
+            sum(len(w.columns[0]) for w in writes),
             "SELECT * FROM append_to_streams($1, $2, $3, $4, $5, $6, $7)",
-            [w.stream for _, w in writes_],
-            [w.expected_version for _, w in writes_],
-            [len(w.events) for _, w in writes_],
+            [w.stream for w in writes],
+            [w.expected_version for w in writes],
+            [len(w.columns[0]) for w in writes],
             *columns,
         )
         for r in rows:
-            results[writes_[r["stream_index"] - 1][0]].append(_appended(r))
+            results[r["stream_index"] - 1].append(_appended(r))
         return results
 
     async def _keys_for_writing(self, writes: list[tuple[str, list[NewEvent]]]) -> None:

@@ -127,7 +127,7 @@ class Subscription:
         """`pool` from shared.eventstore.postgres.create_pool (it decodes jsonb). `mapper`:
         the one the service's event store uses (a cipher, upcasters), the default if None.
         `types`: the only events (classes or type names) the handler wants, of the whole
-        log (not with `category`);
+        log (not with `category`); its batches may then hold no event at all;
         the rest is passed over unopened, the checkpoint moving past it all the same."""
         if types is not None and category is not None:
             raise ValueError("a subscription reads a category or some types, not both")
@@ -214,8 +214,9 @@ class Subscription:
                 )
                 if moved is None:
                     raise CheckpointMoved(f"{self.name}: the checkpoint moved since {after}")
-                if events:
-                    await self.handler(batch)
+                # Also with no events (a subscription of some types passing only others):
+                # a handler's after-commit effects (read your writes) hear of the move.
+                await self.handler(batch)
         metrics.subscription_events.labels(self.name).inc(len(events))
         for callback in batch._after_commit:
             try:

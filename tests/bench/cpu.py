@@ -10,6 +10,7 @@ steps. Every step is checked as the bench checks it:
 nothing lost, duplicated or out of order.
 
 Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
+       [--env PRIVACY_ENCRYPTION=false]
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=60.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
+    )
     args = parser.parse_args(argv)
-    bench = Bench(Plan.make(quick=True), {})
+    bench = Bench(Plan.make(quick=True), dict(kv.split("=", 1) for kv in args.env))
     rows: list[dict[str, float]] = []
     failed = False
     try:

@@ -88,6 +88,29 @@ class Running:
     elevenlabs: FakeElevenLabs | None = None
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     _ring: KeyRing | None = None
+    # The harness's own connections, kept (raw, and with the store's codecs): the server's
+    # slots are shared with every stack of the session, and connecting for each query
+    # can meet its limit.
+    _kept: dict[str, asyncpg.Connection] = field(default_factory=dict)
+
+    async def _on_kept(self, kind: str, use: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+        """`use` on the kept connection of this kind; once more on a new one if it was lost
+        (a test restarts PostgreSQL)."""
+        for attempt in (1, 2):
+            conn = self._kept.get(kind)
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(self.database_url)
+                if kind == "store":
+                    await init_connection(conn)  # jsonb as the store's pool has it
+                self._kept[kind] = conn
+            try:
+                return await use(conn)
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                self._kept.pop(kind, None)
+                conn.terminate()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def media_dir(self) -> Path:
@@ -185,14 +208,10 @@ class Running:
         return customer_key(business, customer, epoch, self._ring)
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        async def run() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                return await conn.fetch(query, *args)
-            finally:
-                await conn.close()
+        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return await conn.fetch(query, *args)
 
-        return self._loop.run_until_complete(run())
+        return self._loop.run_until_complete(self._on_kept("raw", run))
 
     def read_store(
         self, read: Callable[[PostgresEventStore], Awaitable[list[RecordedEvent]]]
@@ -202,17 +221,12 @@ class Running:
         events as the services do, through the store's mapper. A test that truly needs the
         stored rows says so with `sql`."""
 
-        async def run() -> list[RecordedEvent]:
-            conn = await asyncpg.connect(self.database_url)
-            try:
-                await init_connection(conn)  # jsonb as the store's pool has it
-                key = self.env.get("MASTER_KEY")
-                mapper = await mapper_with_keys(conn, key) if key else None
-                return await read(PostgresEventStore(conn=conn, mapper=mapper))
-            finally:
-                await conn.close()
+        async def run(conn: asyncpg.Connection) -> list[RecordedEvent]:
+            key = self.env.get("MASTER_KEY")
+            mapper = await mapper_with_keys(conn, key) if key else None
+            return await read(PostgresEventStore(conn=conn, mapper=mapper))
 
-        return self._loop.run_until_complete(run())
+        return self._loop.run_until_complete(self._on_kept("store", run))
 
     def events(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
         """(type, data) of every event of the stream, opened."""
@@ -252,6 +266,9 @@ class Running:
 
     def close(self) -> None:
         """Stop the services, then the fakes they talk to."""
+        for conn in self._kept.values():
+            conn.terminate()
+        self._kept.clear()
         self.stack.down()
         for fake in (self.graph, self.openai, self.elevenlabs):
             if fake is not None:

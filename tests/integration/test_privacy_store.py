@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared import events
 from shared.crypto.datakeys import KeyRing
@@ -281,3 +282,62 @@ async def test_a_sweep_vouches_only_for_keys_read_after_the_first(
         assert other.is_fresh(late) and not other.is_fresh(early)
         clock.now += 10  # no sweep since: nothing is vouched for any more
         assert not other.is_fresh(late)
+
+
+async def test_a_read_answered_after_the_sweep_does_not_bring_a_destroyed_key_back(
+    pg_pool: asyncpg.Pool, ring: KeyRing, reader: tuple[KeyRing, Clock]
+):
+    other, clock = reader
+    key_id = await sealed_subject(pg_pool, ring)
+    async with pg_pool.acquire() as conn:
+        await other.sweep(conn)
+        # A read of the key is on its way (its snapshot saw the key) when the key is
+        # destroyed and a sweep learns of it.
+        [row] = await conn.fetch("SELECT wrapped FROM customer_keys WHERE key_id = $1", key_id)
+        assert await ring.shred(conn, [key_id]) == 1
+        clock.now += 1
+        await other.sweep(conn)
+    late = AESGCM(other.unwrap(bytes(row["wrapped"]), key_id))
+    other._keep(key_id, late, read_at=clock.now - 2)  # the read's answer arrives now
+    assert other.cached(key_id) is None and other.is_fresh(key_id)
+
+
+async def test_a_sweep_that_finds_the_ids_gone_back_vouches_for_nothing_read_before(
+    pg_pool: asyncpg.Pool, ring: KeyRing, reader: tuple[KeyRing, Clock]
+):
+    """A fail-over to a replica that was behind, or a restore: transaction ids below the last
+    sweep's may be handed out again, and erasures under them would not be found."""
+    other, clock = reader
+    key_id = await sealed_subject(pg_pool, ring)
+    async with pg_pool.acquire() as conn:
+        await other.sweep(conn)
+        clock.now += 1
+        await other.load(conn, [key_id])
+        clock.now += 10
+        await other.sweep(conn)
+        assert other.is_fresh(key_id)  # vouched for
+        other._sweep_xmin = 2**62  # as the old server's ids were ahead of this one's
+        assert await other.sweep(conn) == 0
+        assert not other.is_fresh(key_id)
+        clock.now += 1
+        await other.load(conn, [key_id])  # read again, after the new start
+        clock.now += 10
+        await other.sweep(conn)
+        assert other.is_fresh(key_id)
+
+
+async def test_a_key_destroyed_by_any_writer_is_found_by_the_sweeps(
+    pg_pool: asyncpg.Pool, ring: KeyRing, reader: tuple[KeyRing, Clock]
+):
+    """The table marks the destroying transaction itself (a process of an older version,
+    during a rolling upgrade, sets only `wrapped` to NULL)."""
+    other, clock = reader
+    key_id = await sealed_subject(pg_pool, ring)
+    async with pg_pool.acquire() as conn:
+        await other.sweep(conn)
+        clock.now += 1
+        await other.load(conn, [key_id])
+        await conn.execute("UPDATE customer_keys SET wrapped = NULL WHERE key_id = $1", key_id)
+        clock.now += 1
+        assert await other.sweep(conn) == 1
+        assert other.cached(key_id) is None

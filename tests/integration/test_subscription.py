@@ -305,8 +305,12 @@ async def test_a_subscription_of_some_types_opens_only_those_and_moves_past_the_
         ids.append(event.id)
     seen: list[tuple[str, Any]] = []
 
+    told: list[Position] = []  # what the after-commit effects heard (read your writes)
+
     async def handle(batch: Batch) -> None:
         seen.extend((e.type, e.event.data) for e in batch.events)
+        position = batch.position
+        batch.on_commit(lambda: told.append(position))
         await recorder("types")(batch)
 
     # Batches of 2 rows: some hold nothing of its types, and the checkpoint moves all the same.
@@ -318,6 +322,11 @@ async def test_a_subscription_of_some_types_opens_only_those_and_moves_past_the_
         )
     assert seen == [(wanted, {"n": 0}), (wanted, {"n": 3})]
     assert await handled_ids(pool, name) == [ids[0], ids[3]]
+    # Batches of none of its events were committed, and told of, too.
+    assert told and (told[-1].transaction_id, told[-1].global_position) >= (
+        last.transaction_id,
+        last.global_position,
+    )
     with pytest.raises(ValueError):
         Subscription(name, handle, pool, types=[wanted], category=cat)
 
