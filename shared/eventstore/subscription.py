@@ -80,6 +80,9 @@ class Batch:
 Handler = Callable[[Batch], Awaitable[None]]
 
 
+CHECKPOINT_REFRESH = 2.0  # seconds an idle subscription trusts where it knows it is
+
+
 class CheckpointMoved(Exception):
     """The checkpoint is no longer where this batch was read from: another instance (or an
     operator rewinding it) moved it. The batch is rolled back and read again."""
@@ -150,6 +153,13 @@ class Subscription:
         self.retry_delay = 0.0  # the last wait after a failure
         self.last_error: str | None = None
         self._wake = asyncio.Event()
+        # Where this instance knows its checkpoint is (it committed it, or read it): read
+        # from the table again at the start, after any failure and every
+        # CHECKPOINT_REFRESH seconds, so an idle poll is mostly one query, not two. A
+        # checkpoint moved by someone else (another instance, a rewind) is found at the
+        # next commit by the fence, or at the next refresh when idle.
+        self._after: Position | None = None
+        self._after_read_at = 0.0
 
     def wake(self) -> None:
         """Read now rather than at the next poll (after an append in this process)."""
@@ -161,6 +171,7 @@ class Subscription:
     async def follow(self) -> None:
         """Until cancelled: read, handle, commit; wait a poll when caught up, back off after
         a failure."""
+        self._after = None  # a leader again: another may have moved it meanwhile
         while True:
             try:
                 handled = await self.step()
@@ -188,8 +199,18 @@ class Subscription:
 
     async def step(self) -> int:
         """One batch: returns how many rows of the log it read (0 when caught up)."""
+        try:
+            return await self._step()
+        except BaseException:
+            self._after = None  # whatever happened, read it from the table next time
+            raise
+
+    async def _step(self) -> int:
         async with self.pool.acquire() as conn:
-            after = await checkpoint(conn, self.name)
+            after = self._after
+            if after is None or time.monotonic() - self._after_read_at > CHECKPOINT_REFRESH:
+                after = await checkpoint(conn, self.name)
+                self._after, self._after_read_at = after, time.monotonic()
             scan = await self._read(PostgresEventStore(conn=conn, mapper=self.mapper), after)
             if scan.through is None or scan.oldest is None:
                 metrics.subscription_lag.labels(self.name).set(0)
@@ -217,6 +238,7 @@ class Subscription:
                 # Also with no events (a subscription of some types passing only others):
                 # a handler's after-commit effects (read your writes) hear of the move.
                 await self.handler(batch)
+        self._after = batch.position
         metrics.subscription_events.labels(self.name).inc(len(events))
         for callback in batch._after_commit:
             try:

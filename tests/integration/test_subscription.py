@@ -28,7 +28,7 @@ from shared.eventstore import START, NewEvent, Position, RecordedEvent, Unrecogn
 from shared.eventstore.leadership import Leadership
 from shared.eventstore.migrate import migrate
 from shared.eventstore.postgres import PostgresEventStore, create_pool
-from shared.eventstore.subscription import Batch, Subscription, checkpoint
+from shared.eventstore.subscription import Batch, CheckpointMoved, Subscription, checkpoint
 from shared.stack import ROOT
 from tests.support.infra import _run, _with_path
 from tests.support.tcp_proxy import TcpProxy
@@ -583,3 +583,66 @@ async def _read_all(store: PostgresEventStore) -> list[RecordedEvent]:
         if not page:
             await asyncio.sleep(0.05)
     return out
+
+
+async def test_an_idle_poll_is_one_query_and_a_rewind_is_found_at_the_next_commit(
+    effects_table: asyncpg.Pool,
+) -> None:
+    """The subscription knows where its checkpoint is between batches (it wrote it), so an
+    idle poll reads only the log (the table again every CHECKPOINT_REFRESH seconds); a
+    checkpoint moved behind its back (a rewind) is found by the fence at the next batch,
+    read again, and the batch is read from there."""
+    pool = effects_table
+    name, cat = names()
+    store = PostgresEventStore(pool)
+    first = await append(store, f"{cat}-1")
+    subscription = Subscription(name, recorder("one"), pool, category=cat)
+    assert await subscription.step() == 1
+    assert await subscription.step() == 0
+    async with pool.acquire() as conn:
+        # Watch the queries of an idle step on its connection: the checkpoint is not read.
+        seen: list[str] = []
+
+        def log_query(record: Any) -> None:
+            seen.append(record.query)
+
+        conn.add_query_logger(log_query)
+        quiet = Subscription(name, recorder("one"), _OnePool(conn), category=cat)  # type: ignore[arg-type]
+        quiet._after, quiet._after_read_at = subscription._after, time.monotonic()
+        assert await quiet.step() == 0
+        conn.remove_query_logger(log_query)
+    assert seen, "the idle step read the log"
+    assert not any("subscription_checkpoints" in q for q in seen), seen
+    # Rewound to the start behind its back: the next batch fails the fence, and the one
+    # after reads from the start again.
+    await pool.execute(
+        "UPDATE subscription_checkpoints SET transaction_id = '0', global_position = 0"
+        " WHERE name = $1",
+        name,
+    )
+    second = await append(store, f"{cat}-1")
+    try:
+        handled = await subscription.step()
+    except CheckpointMoved:  # found by the fence (unless its refresh came first)
+        handled = await subscription.step()
+    assert handled == 2
+    assert await handled_ids(pool, name) == [*first, *first, *second]
+
+
+class _OnePool:
+    """A pool of one connection (the subscription acquires and releases it)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    def acquire(self) -> Any:
+        conn = self.conn
+
+        class _Held:
+            async def __aenter__(self) -> asyncpg.Connection:
+                return conn
+
+            async def __aexit__(self, *_: object) -> None:
+                return None
+
+        return _Held()
