@@ -48,10 +48,10 @@ class KeyRing:
     subject is cached as erased for good, since a destroyed key never comes back.
 
     A service also sweeps (`sweep`, every SWEEP_SECONDS): one query for the keys destroyed
-    by transactions that may have committed since its last sweep. A sweep that started less
-    than `ttl` ago vouches for every key cached before it, so a customer who writes every
-    few seconds is not read again each time; with sweeps failing (the database away), each
-    key falls back to its own `ttl`."""
+    by transactions that may have committed since its last sweep. While the last sweep
+    started less than `ttl` ago, it vouches for every key read after the first sweep
+    answered, so a customer who writes every few seconds is not read again each time; with
+    sweeps failing (the database away), each key falls back to its own `ttl`."""
 
     def __init__(self, keys: KeyProvider, capacity: int = 100_000, ttl: float = KEY_TTL) -> None:
         self.ttl = ttl

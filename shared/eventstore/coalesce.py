@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from shared.eventstore import Appended, StoreUnavailable
 from shared.observability import metrics
@@ -28,7 +28,6 @@ log = logging.getLogger("eventstore")
 
 W = TypeVar("W")  # one stream's write, as the store has prepared it
 Result = list[list[Appended]]
-Write = Callable[[list[Any]], Awaitable[Result]]
 
 
 class Coalescer(Generic[W]):

@@ -58,6 +58,14 @@ class StatementTimeout(Exception):
     """One statement took longer than COMMAND_TIMEOUT on a healthy connection."""
 
 
+# read_all's rule, for every reader of the whole log: after ($1, $2), only rows older than
+# every open transaction (none that commits later is ever passed), in order, $3 at most.
+_IN_ORDER = (
+    " WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"
+    "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY transaction_id, global_position LIMIT $3"
+)
+
 _COLUMNS = (
     "event_id, stream_name, stream_version, global_position, transaction_id::text AS txid, "
     "type, data, metadata, recorded_at"
@@ -350,10 +358,7 @@ class PostgresEventStore:
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM events"
-                " WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"
-                "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                " ORDER BY transaction_id, global_position LIMIT $3",
+                f"SELECT {_COLUMNS} FROM events{_IN_ORDER}",
                 str(after.transaction_id),
                 after.global_position,
                 limit,
@@ -374,10 +379,7 @@ class PostgresEventStore:
                 " type = ANY($4::text[]) AS wanted,"
                 " CASE WHEN type = ANY($4::text[]) THEN data END AS data,"
                 " CASE WHEN type = ANY($4::text[]) THEN metadata END AS metadata"
-                " FROM events"
-                " WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"
-                "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                " ORDER BY transaction_id, global_position LIMIT $3",
+                f" FROM events{_IN_ORDER}",
                 str(after.transaction_id),
                 after.global_position,
                 limit,
