@@ -232,6 +232,13 @@ class Settings:
     whatsapp_waba_id: str = WHATSAPP.setting(
         "", "The default number's WhatsApp Business Account id, registered with it."
     )
+    read_receipt_grace_seconds: float = WHATSAPP.setting(
+        0.3,
+        "How long conversation waits for the reply before it marks the customer's message "
+        'read (blue ticks and "typing...") on its own. A reply ready sooner carries the '
+        "read mark with it, to outbound in one command instead of two; 0 always marks "
+        "read first.",
+    )
     whatsapp_api_url: str = WHATSAPP.setting(
         "https://graph.facebook.com/v23.0",
         "The Graph API's base URL, for outbound's sends and the media service's downloads "

@@ -110,6 +110,9 @@ class SendMessage(Message, tag="outbound.send_message"):
     payload: dict[str, Any]  # Graph API message body minus messaging_product/to
     seq: int
     received_at: float = 0.0  # when the customer message reached ingress (end-to-end latency)
+    # The customer message to mark read with this send (its wamid): the reply was ready
+    # before a MarkRead went ahead of it, so the read mark rides along (one hop less).
+    read: str = ""
 
 
 class MarkRead(Message, tag="outbound.mark_read"):

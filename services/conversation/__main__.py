@@ -74,6 +74,7 @@ async def build(infra: Infra) -> Parts:
         voice_replies=bool(s.elevenlabs_api_key),
         directory=directory,
         bots=Bots.for_settings(infra.store, llm_configured=bool(s.openai_api_key)),
+        read_grace=s.read_receipt_grace_seconds,
     )
     service = Service("conversation", prefetch=s.conversation_prefetch)
 

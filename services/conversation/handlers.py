@@ -13,6 +13,7 @@ published on the side: the bus publishes each batch, with confirms, before the n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class Deps:
     directory: Directory | None = None
     # The numbers' bots (None: the responder answers everything, as before bots).
     bots: Bots | None = None
+    # Seconds the reply has to be ready in to carry the read mark (0: marked read first).
+    read_grace: float = 0.0
     conversations: Conversations = field(init=False)
 
     def __post_init__(self) -> None:
@@ -290,8 +293,23 @@ async def _advance(
             continue
         recorded = step.record(decide(state, Receive(seq, received, trigger, deps.media_service)))
         if any(isinstance(e, CustomerWrote) for e in recorded) and answers(state):
-            yield [mark_read(state, received.wamid)]
-            await _answer(deps, step, seq, received.wamid, received.received_at, speak=False)
+            answering = _answer(deps, step, seq, received.wamid, received.received_at, speak=False)
+            if deps.read_grace <= 0:
+                yield [mark_read(state, received.wamid)]
+                await answering
+            else:
+                # A reply ready within the grace carries the read mark (one command, not
+                # two); a slower one has the customer see the blue ticks and "typing...".
+                task = asyncio.ensure_future(answering)
+                try:
+                    done, _ = await asyncio.wait({task}, timeout=deps.read_grace)
+                    if not done:
+                        yield [mark_read(state, received.wamid)]
+                    await task
+                finally:
+                    task.cancel()  # a no-op once it is done; else the handler was cancelled
+                if done:
+                    step.read = received.wamid
         yield await step.commit()
         log.info(
             "turn handled",

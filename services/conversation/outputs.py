@@ -25,7 +25,9 @@ from shared.eventstore import Event
 from shared.schemas import MarkRead, PrepareVoice, ProcessMedia, SendMessage
 
 
-def outputs(state: Conversation, event: Event) -> list[Publish]:
+def outputs(state: Conversation, event: Event, read: str = "") -> list[Publish]:
+    """`read`: a customer message to mark read with its reply (the first one) when there is
+    one among these events."""
     match event:
         case MediaRequested():
             # The customer sees the file read while it is processed.
@@ -33,7 +35,8 @@ def outputs(state: Conversation, event: Event) -> list[Publish]:
         case BotReplied(speak=True):
             return [_prepare_voice(state, event)]
         case BotReplied():
-            return [_send(state, event, _body(event))]
+            reading = read if read and event.in_reply_to == read and event.index == 0 else ""
+            return [_send(state, event, _body(event), reading)]
         case ReplySpoken():
             return [_send(state, state.replies[event.seq], _audio(event.media_id))]
         case ReplyNotSpoken():
@@ -120,8 +123,10 @@ def _prepare_voice(state: Conversation, reply: BotReplied) -> Publish:
     )
 
 
-def _send(state: Conversation, reply: BotReplied, payload: dict[str, Any]) -> Publish:
-    return _sending(state, reply.command_id, reply.seq, payload, reply.received_at)
+def _send(
+    state: Conversation, reply: BotReplied, payload: dict[str, Any], read: str = ""
+) -> Publish:
+    return _sending(state, reply.command_id, reply.seq, payload, reply.received_at, read=read)
 
 
 def _sending(
@@ -131,6 +136,7 @@ def _sending(
     payload: dict[str, Any],
     received_at: float = 0.0,
     to: str = "",
+    read: str = "",
 ) -> Publish:
     """A message to the customer, through outbound, sent once by `command_id`."""
     return Publish(
@@ -144,6 +150,7 @@ def _sending(
             payload=payload,
             seq=seq,
             received_at=received_at,
+            read=read,
         ),
     )
 

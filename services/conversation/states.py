@@ -18,10 +18,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 from services.conversation.domain import Conversation, event_id, evolve, fold
-from services.conversation.outputs import outputs
+from services.conversation.outputs import mark_read, outputs
 from shared.broker.bus import Context, Publish
 from shared.events.conversation import conversation_stream
 from shared.eventstore import Event, EventStore, NewEvent, WrongExpectedVersion
+from shared.schemas import SendMessage
 
 Steps = AsyncIterator[list[Publish]]
 
@@ -48,6 +49,9 @@ class Step:
         self.ctx = ctx
         self.expected = state.version
         self.events: list[Event] = []
+        # A customer message still to mark read (its wamid): its reply carries the mark, or
+        # the commit publishes one (no reply went out: a handoff, a silent bot).
+        self.read = ""
 
     def record(self, events: list[Event]) -> list[Event]:
         for event in events:
@@ -68,7 +72,11 @@ class Step:
         if any(a.duplicate for a in appended):
             raise StaleConversation("the step was already recorded")
         self.state.version = appended[-1].stream_version
-        return [p for e in self.events for p in outputs(self.state, e)]
+        published = [p for e in self.events for p in outputs(self.state, e, self.read)]
+        carried = any(isinstance(p.message, SendMessage) and p.message.read for p in published)
+        if self.read and not carried:
+            published.insert(0, mark_read(self.state, self.read))
+        return published
 
 
 class Conversations:

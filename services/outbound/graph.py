@@ -99,13 +99,14 @@ class GraphClient:
         )
         return str(answer["messages"][0]["id"])
 
-    async def mark_read(self, number: Number, wamid: str) -> None:
-        body = {
+    async def mark_read(self, number: Number, wamid: str, typing: bool = True) -> None:
+        body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "status": "read",
             "message_id": wamid,
-            "typing_indicator": {"type": "text"},
         }
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
         # One try: a read mark is cosmetic and must not hold back the reply behind it.
         await self.upstreams(number.phone_number_id).request(
             "POST",

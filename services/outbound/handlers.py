@@ -72,6 +72,32 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
         if resumed is None:
             return []
         version, attempt = resumed
+    # The read mark that rides along goes beside the send, not before it (no typing
+    # indicator: it could reach Meta after the reply and show "typing..." below it).
+    reading = None
+    if cmd.read and attempt == 1 and not dry_run:
+        reading = asyncio.ensure_future(_mark_read(number, cmd.read, deps, typing=False))
+    try:
+        published = await _send(cmd, stream, meta, number, version, attempt, deps)
+    except BaseException:
+        if reading is not None:
+            reading.cancel()
+        raise
+    if reading is not None:
+        await reading
+    return published
+
+
+async def _send(
+    cmd: SendMessage,
+    stream: str,
+    meta: dict[str, Any],
+    number: Number,
+    version: int,
+    attempt: int,
+    deps: Deps,
+) -> list[Publish]:
+    dry_run = not number.access_token
     # The budget right before the request, so that what spaces our sends is what Meta sees
     # (a slow write in between would bunch them up), and a redelivery already sent costs none.
     await deps.limiter.acquire(cmd.phone_number_id, number.send_rate_per_second)
@@ -192,13 +218,17 @@ async def mark_read(cmd: MarkRead, ctx: Context, deps: Deps) -> list[Publish]:
     number = await deps.directory.number(cmd.phone_number_id)
     if number is None or not number.access_token:
         return []
+    await _mark_read(number, cmd.wamid, deps)
+    return []
+
+
+async def _mark_read(number: Number, wamid: str, deps: Deps, typing: bool = True) -> None:
     try:
-        await deps.graph.mark_read(number, cmd.wamid)
+        await deps.graph.mark_read(number, wamid, typing=typing)
     except Exception as exc:
         # Cosmetic (blue ticks, typing indicator): logged and counted, never blocks replies.
         metrics.replies_sent.labels("mark_read_failed", "").inc()
         log.warning("mark read failed", extra={"fields": {"error": type(exc).__name__}})
-    return []
 
 
 async def track_status(cmd: StatusUpdate, ctx: Context, deps: Deps) -> list[Publish]:

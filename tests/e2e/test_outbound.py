@@ -35,20 +35,38 @@ def lifecycle(bot: Running, wamid: str) -> list[dict[str, Any]]:
     return [d for t, d in bot.events(f"message-{wamid}") if t == "LifecycleChanged"]
 
 
-def test_the_message_is_marked_read_with_a_typing_indicator_before_the_reply(
-    bot: Running,
-) -> None:
+def read_marks(bot: Running, wamid: str) -> list[dict[str, Any]]:
+    return [m for m in bot.graph.read_marks if m["message_id"] == wamid]
+
+
+def test_a_quick_reply_carries_the_message_read_mark_once(bot: Running) -> None:
     customer = new_customer()
     wamid = f"wamid.{uuid.uuid4().hex}"
     assert bot.post(text_message("are you there?", customer=customer, wamid=wamid))[0] == 200
     answered_with(bot, customer, ["echo: are you there?"])
+    wait_for(lambda: read_marks(bot, wamid) != [], timeout=10, message="never marked read")
 
-    marks = [m for m in bot.graph.read_marks if m["message_id"] == wamid]
-    assert marks, "the customer's message was never marked read"
-    assert marks[0]["phone_number_id"] == PHONE_NUMBER_ID
-    assert marks[0]["body"]["typing_indicator"] == {"type": "text"}
+    [mark] = read_marks(bot, wamid)  # once: either ahead of the reply or with it, not both
+    assert mark["phone_number_id"] == PHONE_NUMBER_ID
     [reply] = bot.graph.sent_to(customer)
-    assert marks[0]["received_at"] <= reply["received_at"]
+    if "typing_indicator" in mark["body"]:
+        # The LLM took longer than the grace on this machine: marked read ahead of it.
+        assert mark["received_at"] <= reply["received_at"]
+
+
+def test_a_slow_reply_is_preceded_by_the_read_mark_and_typing_indicator(bot: Running) -> None:
+    customer = new_customer()
+    wamid = f"wamid.{uuid.uuid4().hex}"
+    marker = f"slow-{uuid.uuid4().hex}"
+    bot.openai.inject(Fault(status=None, delay=2, match=lambda rec: marker in rec.body.decode()))
+    assert bot.post(text_message(marker, customer=customer, wamid=wamid))[0] == 200
+    answered_with(bot, customer, [f"echo: {marker}"])
+
+    [mark] = read_marks(bot, wamid)
+    assert mark["phone_number_id"] == PHONE_NUMBER_ID
+    assert mark["body"]["typing_indicator"] == {"type": "text"}
+    [reply] = bot.graph.sent_to(customer)
+    assert mark["received_at"] <= reply["received_at"]
 
 
 def test_one_graph_500_is_retried_and_the_message_is_sent_once(bot: Running) -> None:

@@ -6,10 +6,12 @@ inbox events have exactly the shape the running pipeline produces.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -86,10 +88,13 @@ class FakeResponder:
         self.calls: list[list[tuple[str, str]]] = []  # the turns it saw, per call
         self.published_before: list[list[Publish]] = []  # what was published when called
         self.fail_on: set[str] = set()
+        self.delay = 0.0  # seconds each reply takes to write
 
     async def reply(self, conversation: Conversation, profile: Any = None) -> Reply:
         self.calls.append([(t.role, t.text) for t in conversation.turns])
         self.published_before.append(list(self.harness.published))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         last = conversation.turns[-1].text
         if last in self.fail_on:
             raise RuntimeError(f"responder failed on {last!r}")
@@ -190,6 +195,38 @@ async def test_mark_read_is_published_before_the_responder_and_the_reply(h: Harn
     assert read.conversation_id == h.cid
     # Blue ticks go out while the reply is being written, not after.
     assert [type(p.message) for p in h.responder.published_before[0]] == [MarkRead]
+
+
+async def test_a_reply_ready_within_the_grace_carries_the_read_mark(h: Harness) -> None:
+    deps = replace(h.deps, read_grace=5.0)
+    [msg] = await h.deliver(text("hello", h.customer))
+    await h.handle(msg, deps)
+
+    assert h.reads() == [], "no MarkRead of its own: the reply carries it"
+    [send] = h.sends()
+    assert send.read == msg.wamid
+    assert send.payload["text"]["body"] == "re: hello"
+
+
+async def test_a_reply_slower_than_the_grace_is_preceded_by_the_read_mark(h: Harness) -> None:
+    deps = replace(h.deps, read_grace=0.01)
+    h.responder.delay = 0.3
+    [msg] = await h.deliver(text("hello", h.customer))
+    await h.handle(msg, deps)
+
+    assert [type(p.message) for p in h.published] == [MarkRead, SendMessage]
+    assert h.reads()[0].wamid == msg.wamid
+    assert h.sends()[0].read == "", "marked read already"
+
+
+async def test_a_redelivered_message_resends_its_reply_without_the_read_mark(h: Harness) -> None:
+    deps = replace(h.deps, read_grace=5.0)
+    [msg] = await h.deliver(text("hello", h.customer))
+    await h.handle(msg, deps)
+    again = await h.handle(msg, deps)
+    [resent] = h.sends(again)
+    assert resent.command_id == h.sends()[0].command_id
+    assert resent.read == ""
 
 
 async def test_duplicate_reemits_the_same_command_without_answering_again(h: Harness) -> None:

@@ -68,7 +68,9 @@ class Outbound:
     deps: Deps
     customer: str
 
-    def command(self, text: str = "hello", command_id: str | None = None) -> SendMessage:
+    def command(
+        self, text: str = "hello", command_id: str | None = None, read: str = ""
+    ) -> SendMessage:
         return SendMessage(
             command_id=command_id or str(uuid.uuid4()),
             conversation_id=f"{PHONE}.{self.customer}",
@@ -76,6 +78,7 @@ class Outbound:
             to=self.customer,
             payload={"type": "text", "text": {"body": text, "preview_url": False}},
             seq=0,
+            read=read,
         )
 
     async def outbox(self, cmd: SendMessage) -> list[str]:
@@ -335,6 +338,26 @@ async def test_mark_read_is_one_try_and_never_raises(ob: Outbound) -> None:
     )
     reads = [r for r in ob.graph_api.requests if (r.json or {}).get("status") == "read"]
     assert [r.json["message_id"] for r in reads] == ["wamid.X", "wamid.Y"]
+
+
+async def test_a_read_mark_carried_by_the_send_goes_once_without_typing(ob: Outbound) -> None:
+    cmd = ob.command("hi", read="wamid.CARRIED")
+    await send_message(cmd, ctx(), ob.deps)
+    await send_message(cmd, ctx(), ob.deps)  # redelivered: neither sent nor marked again
+
+    reads = [r.json for r in ob.graph_api.requests if (r.json or {}).get("status") == "read"]
+    assert [r["message_id"] for r in reads] == ["wamid.CARRIED"]
+    # "typing..." could reach Meta after the reply and show below it.
+    assert "typing_indicator" not in reads[0]
+    assert [s["body"]["text"]["body"] for s in ob.graph_api.sent_to(ob.customer)] == ["hi"]
+
+
+async def test_a_failing_read_mark_does_not_hold_back_the_send(ob: Outbound) -> None:
+    ob.graph_api.inject(Fault(status=500, match=lambda r: (r.json or {}).get("status") == "read"))
+    cmd = ob.command("still sent", read="wamid.R")
+    await send_message(cmd, ctx(), ob.deps)
+    assert [s["body"]["text"]["body"] for s in ob.graph_api.sent_to(ob.customer)] == ["still sent"]
+    assert await ob.outbox(cmd) == ["SendStarted", "SendSucceeded"]
 
 
 async def test_dry_run_records_without_sending(ob: Outbound) -> None:
