@@ -9,8 +9,11 @@ the database's commits per message and the latency, for each step and the median
 steps. Every step is checked as the bench checks it:
 nothing lost, duplicated or out of order.
 
+With `--idle S` it first measures the stack doing nothing for S seconds (CPU ms per second
+of each process, commits per second): what every message's figure carries at a low rate.
+
 Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
-       [--env PRIVACY_ENCRYPTION=false]
+       [--idle 0] [--env PRIVACY_ENCRYPTION=false]
 """
 
 from __future__ import annotations
@@ -58,21 +61,50 @@ def commits(bench: Bench) -> int:
     return int(row["xact_commit"])
 
 
+def idle(bench: Bench, seconds: float) -> dict[str, float]:
+    """CPU ms per second of each of the stack's processes, and the database's commits per
+    second, over `seconds` of no traffic at all."""
+    before = commits(bench)
+    meter = bench.meter()
+    meter.start()
+    started = time.monotonic()
+    time.sleep(seconds)
+    cost = meter.stop()
+    elapsed = time.monotonic() - started
+    out = {
+        name.split(" ")[0]: 1000 * c["cpu_s"] / elapsed
+        for name, c in cost.items()
+        if name in STACK or name.startswith(("postgres", "rabbitmq"))
+    }
+    out["total"] = sum(out.values())
+    # commits() waits 11 s for the statistics' flush: those seconds are idle too.
+    out["commits"] = (commits(bench) - before) / (time.monotonic() - started + 11)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests.bench.cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=60.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds measured idle first")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
     )
     args = parser.parse_args(argv)
     bench = Bench(Plan.make(quick=True), dict(kv.split("=", 1) for kv in args.env))
     rows: list[dict[str, float]] = []
+    idle_figures: dict[str, float] = {}
     failed = False
     try:
         bench.setup()
         bench.start()
+        if args.idle > 0:
+            idle_figures = idle(bench, args.idle)
+            log(
+                f"idle: {idle_figures['total']:.0f} CPU ms per second,"
+                f" {idle_figures['commits']:.0f} commits per second"
+            )
         for _ in range(args.steps):
             before = commits(bench)
             step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
@@ -94,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.teardown()
     median = {k: statistics.median(r[k] for r in rows) for k in rows[0]} if rows else {}
-    print(json.dumps({"rate": args.rate, "steps": rows, "median": median}, indent=1))
+    report = {"rate": args.rate, "steps": rows, "median": median}
+    if idle_figures:
+        report["idle_per_second"] = idle_figures
+    print(json.dumps(report, indent=1))
     return 1 if failed or bench.failures else 0
 
 

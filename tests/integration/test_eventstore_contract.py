@@ -8,6 +8,7 @@ uuid-named streams and only asserts about its own events in the global log.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -559,6 +560,38 @@ async def test_read_category_never_skips_a_row_that_commits_later(pg_pool: async
         await asyncio.sleep(0.1)
         after = await reader.read_category(cat)
     assert [r.id for r in after] == [ea.id, eb.id]
+
+
+async def test_a_caught_up_category_read_is_a_probe_not_a_scan(pg_pool: asyncpg.Pool) -> None:
+    """A subscription of a rare category polls from its last event while the rest of the
+    log grows: the read must not walk what was appended since (nor the category's past),
+    under the plan a prepared statement settles on after a few calls (the generic one)."""
+    store = PostgresEventStore(pg_pool)
+    rare = f"rare{uuid.uuid4().hex[:12]}"
+    # A past of its own (what the category index alone would have to walk)...
+    await store.append_batch([StreamWrite(f"{rare}-{i}", [ev(i)], NO_STREAM) for i in range(500)])
+    mine = (await store.read_category(rare, limit=1000))[-1]
+    busy = f"busy{uuid.uuid4().hex[:12]}"
+    # ...and 2,000 rows of another category after it, in 40 transactions (a log moving on).
+    for t in range(40):
+        await store.append_batch(
+            [StreamWrite(f"{busy}-{t}-{i}", [ev(i)], NO_STREAM) for i in range(50)]
+        )
+    async with pg_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)"
+            " SELECT * FROM read_category($1, $2::text::xid8, $3, 500)",
+            rare,
+            str(mine.position.transaction_id),
+            mine.position.global_position,
+        )
+    root = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+    assert root["Actual Rows"] == 0
+    touched = root["Shared Hit Blocks"] + root["Shared Read Blocks"]
+    # A probe touches an index page or three; walking either the 500 or the 2,000 rows
+    # touches dozens.
+    assert touched <= 5, f"the read touched {touched} pages for nothing: {root}"
 
 
 async def test_transaction_on_a_connection_bound_store_nests(pg_pool: asyncpg.Pool) -> None:
