@@ -39,6 +39,7 @@ async def build(infra: Infra) -> Parts:
     )
     infra.closers.append(relay.close)
     read_models = subscriptions(infra.pool, consistency.committed, poll_interval=0.1)
+    send = dispatcher(infra.pool, infra.bus, poll_interval=0.1)
     consistency.local.update(read_models)
     deps = Deps(
         settings=settings,
@@ -50,9 +51,9 @@ async def build(infra: Infra) -> Parts:
         bus=infra.bus,
         relay=relay,
         media=MediaFiles(settings),
+        sent=send.wake,
     )
     dsn = session_dsn(settings.database_url, "api")
-    send = dispatcher(infra.pool, infra.bus, poll_interval=0.1)
 
     async def follow_read_models() -> None:
         await asyncio.gather(*(s.follow() for s in read_models.values()))

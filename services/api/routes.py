@@ -40,6 +40,8 @@ class Deps:
     bus: Bus | None = None
     relay: RelayClient | None = None  # /v1/webhooks: the relay's admin API (decision 0008)
     media: Any = None  # media.MediaFiles: customers' files, read-only
+    # Told once a send is recorded: wakes this process's dispatcher (it polls slowly idle).
+    sent: Callable[[], None] = lambda: None
 
 
 @dataclass

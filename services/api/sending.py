@@ -113,4 +113,6 @@ async def send(call: Call) -> Reply:
             202, s.MessageAccepted(id=the_id, status="queued", conversation_id=conversation)
         )
 
-    return await created(call, data, work, wait=READ_MODELS)
+    reply = await created(call, data, work, wait=READ_MODELS)
+    call.deps.sent()  # committed: the dispatcher need not wait for its next poll
+    return reply

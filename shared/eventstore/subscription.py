@@ -17,7 +17,10 @@ commit together or not at all: a failed batch commits nothing and is read again.
   older than every open transaction, so a row committed late by a long transaction is still
   handled, in its place.
 - **Polling is the source of truth.** `wake()` cuts the wait after an in-process append;
-  nothing depends on it.
+  nothing depends on it. A subscription that keeps finding nothing polls less often, its
+  wait doubling from `poll_interval` to `max_idle_interval` (1 s): an idle stack costs
+  a few queries a second, not a hundred, and the first event after a quiet spell is seen
+  within a second (at once when appended in the same process).
 - **One active instance per name.** Run `follow()` under `Leadership` (leadership.py). The
   checkpoint is also fenced: a batch commits only if the checkpoint is still where that batch
   was read from, so an instance that lost the lock without noticing yet cannot commit a batch
@@ -81,6 +84,7 @@ Handler = Callable[[Batch], Awaitable[None]]
 
 
 CHECKPOINT_REFRESH = 2.0  # seconds an idle subscription trusts where it knows it is
+MAX_IDLE_INTERVAL = 1.0  # the longest wait between polls that find nothing
 
 
 class CheckpointMoved(Exception):
@@ -126,12 +130,15 @@ class Subscription:
         max_backoff: float = 10.0,
         mapper: Mapper | None = None,
         types: Iterable[type[Event] | str] | None = None,
+        max_idle_interval: float = MAX_IDLE_INTERVAL,
     ) -> None:
         """`pool` from shared.eventstore.postgres.create_pool (it decodes jsonb). `mapper`:
         the one the service's event store uses (a cipher, upcasters), the default if None.
         `types`: the only events (classes or type names) the handler wants, of the whole
         log (not with `category`); its batches may then hold no event at all;
-        the rest is passed over unopened, the checkpoint moving past it all the same."""
+        the rest is passed over unopened, the checkpoint moving past it all the same.
+        `max_idle_interval`: how long the wait between polls may grow while they find
+        nothing (never shorter than `poll_interval`)."""
         if types is not None and category is not None:
             raise ValueError("a subscription reads a category or some types, not both")
         self.name = name
@@ -146,6 +153,8 @@ class Subscription:
         self.category = category
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.max_idle_interval = max(poll_interval, max_idle_interval)
+        self.quiet = 0  # reads in a row that found nothing: the wait doubles with each
         self.retry_seconds = retry_seconds
         self.max_backoff = max_backoff
         self.caught_up = asyncio.Event()  # set whenever a read finds nothing new
@@ -200,10 +209,12 @@ class Subscription:
     async def step(self) -> int:
         """One batch: returns how many rows of the log it read (0 when caught up)."""
         try:
-            return await self._step()
+            handled = await self._step()
         except BaseException:
             self._after = None  # whatever happened, read it from the table next time
             raise
+        self.quiet = 0 if handled else self.quiet + 1
+        return handled
 
     async def _step(self) -> int:
         async with self.pool.acquire() as conn:
@@ -260,9 +271,16 @@ class Subscription:
             return Scan([], None, None, 0)
         return Scan(events, events[-1].position, events[0].recorded_at, len(events))
 
+    def idle_wait(self) -> float:
+        """The wait before the next poll: `poll_interval` after a read that found rows,
+        doubling with each read in a row that found nothing, up to `max_idle_interval`."""
+        if self.quiet <= 1:
+            return self.poll_interval
+        return min(self.max_idle_interval, self.poll_interval * 2 ** min(self.quiet - 1, 30))
+
     async def _idle(self) -> None:
         try:
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await asyncio.wait_for(self._wake.wait(), self.idle_wait())
         except TimeoutError:
             pass
         self._wake.clear()

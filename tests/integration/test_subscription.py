@@ -409,6 +409,46 @@ async def test_wake_reads_at_once_without_waiting_for_the_poll(
     assert await handled_ids(pool, name) == ids
 
 
+async def test_polls_that_find_nothing_wait_longer_and_rows_bring_the_pace_back(
+    effects_table: asyncpg.Pool,
+) -> None:
+    """Each read in a row that finds nothing doubles the wait before the next, up to the
+    ceiling; a read that finds rows brings it back to poll_interval."""
+    pool = effects_table
+    name, cat = names()
+    subscription = Subscription(
+        name, recorder("one"), pool, category=cat, poll_interval=0.1, max_idle_interval=1.0
+    )
+    waits = []
+    for _ in range(6):
+        assert await subscription.step() == 0
+        waits.append(subscription.idle_wait())
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    await append(PostgresEventStore(pool), f"{cat}-1")
+    assert await subscription.step() == 1
+    assert subscription.idle_wait() == 0.1
+    # Never shorter than the poll interval, whatever the ceiling says.
+    slow = Subscription(name, recorder("one"), pool, poll_interval=5.0, max_idle_interval=1.0)
+    slow.quiet = 10
+    assert slow.idle_wait() == 5.0
+
+
+async def test_wake_cuts_even_the_longest_idle_wait(effects_table: asyncpg.Pool) -> None:
+    pool = effects_table
+    name, cat = names()
+    subscription = Subscription(
+        name, recorder("only"), pool, category=cat, poll_interval=0.01, max_idle_interval=120
+    )
+    subscription.quiet = 40  # long quiet already: its next wait is the ceiling's 120 s
+    async with following(subscription.follow()):
+        await until(subscription.caught_up.is_set, message="caught up")
+        assert subscription.idle_wait() == 120
+        ids = await append(PostgresEventStore(pool), f"{cat}-1")
+        subscription.wake()
+        await until(lambda: _count(pool, name, 1), within=10, message="handled after wake")
+    assert await handled_ids(pool, name) == ids
+
+
 async def test_metrics_count_events_and_lag_per_subscription(
     effects_table: asyncpg.Pool,
 ) -> None:
