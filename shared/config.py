@@ -502,7 +502,9 @@ class Settings:
         "at a time, in order.",
     )
     webhook_poll_interval: float = RELAY.setting(
-        0.2, "Seconds between reads of the event store while the relay is caught up."
+        0.2,
+        "Seconds between reads of the event store while events keep coming; while reads find "
+        "none, the wait doubles up to 1 s.",
     )
     webhook_allow_http: bool = RELAY.setting(
         False, "Accept `http://` endpoint URLs, not only `https://`: for development only."
