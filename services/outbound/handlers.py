@@ -72,8 +72,12 @@ async def send_message(cmd: SendMessage, ctx: Context, deps: Deps) -> list[Publi
         if resumed is None:
             return []
         version, attempt = resumed
-    # The read mark that rides along goes beside the send, not before it (no typing
-    # indicator: it could reach Meta after the reply and show "typing..." below it).
+    # The budget right before the request, so that what spaces our sends is what Meta sees
+    # (a slow write in between would bunch them up), and a redelivery already sent costs none.
+    await deps.limiter.acquire(cmd.phone_number_id, number.send_rate_per_second)
+    # The read mark that rides along goes beside the request, once its slot has come: not
+    # before it (a burst of them would hold back the sends whose slots come first), and
+    # without the typing indicator (it could reach Meta after the reply, "typing..." below).
     reading = None
     if cmd.read and attempt == 1 and not dry_run:
         reading = asyncio.ensure_future(_mark_read(number, cmd.read, deps, typing=False))
@@ -98,9 +102,6 @@ async def _send(
     deps: Deps,
 ) -> list[Publish]:
     dry_run = not number.access_token
-    # The budget right before the request, so that what spaces our sends is what Meta sees
-    # (a slow write in between would bunch them up), and a redelivery already sent costs none.
-    await deps.limiter.acquire(cmd.phone_number_id, number.send_rate_per_second)
     try:
         if dry_run:
             wamid = f"wamid.DRYRUN.{cmd.command_id}"

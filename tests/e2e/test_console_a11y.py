@@ -126,6 +126,13 @@ def test_the_pages_pass_axe_and_the_inbox_works_from_the_keyboard(
     page.click('[data-testid="campaign-create"]')
     page.locator('[data-testid="error-name"]').filter(has_text="length").wait_for(timeout=WAIT_MS)
     assert violations(page) == []
+    # The campaign's send and its outcome recorded before the endpoint exists (a fence: its
+    # events would otherwise be the endpoint's first deliveries, and the panel not empty).
+    campaign = made.json["id"]
+    wait_for(
+        lambda: tenant.call("GET", f"/v1/campaigns/{campaign}").json["status"] == "completed",
+        message="the campaign's one send done",
+    )
     crm = FakeCRM().start()
     made = tenant.call(
         "POST", "/v1/webhooks/endpoints", {"url": crm.endpoint_url, "description": "<b>CRM</b>"}

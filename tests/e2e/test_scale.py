@@ -4,6 +4,7 @@ a number's send rate holds across every outbound instance, measured at the fake 
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +30,7 @@ RATE = 20  # sends per second per number, low enough to measure on a busy machin
 # this much later: long enough for every instance to have started, even on a busy machine.
 STANDBY_DELAY = 5.0
 JITTER = 0.4  # seconds a request may reach the fake Graph API after its reserved slot
+STALL = 0.75  # seconds a few may reach it late when the machine stalls
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,10 @@ def test_instances_share_the_queues_and_a_number_keeps_one_rate(bot: Running) ->
     # about 1.5 s, any 2 x RATE + 1 sends within about 1 s.
     assert times[-1] - times[0] >= (len(times) - 1) / RATE - JITTER
     windows = [b - a for a, b in zip(times, times[2 * RATE :], strict=False)]
-    assert min(windows) >= 2.0 - JITTER, f"{2 * RATE + 1} sends within {min(windows):.3f} s"
+    assert statistics.median(windows) >= 2.0 - JITTER, f"windows of {2 * RATE + 1}: {windows}"
+    # A stall of the machine (or of the fake's thread) can bunch a few arrivals, as CI saw
+    # once (41 within 1.37 s); two budgets would bunch them all, every window about 1 s.
+    assert min(windows) >= 2.0 - STALL, f"{2 * RATE + 1} sends within {min(windows):.3f} s"
 
     # Both instances of each consumer took part: each is the first subscriber of its share.
     for service in SCALED:
