@@ -33,6 +33,9 @@ from shared.eventstore.postgres import connection
 log = logging.getLogger("directory")
 DEFAULT_BUSINESS = "default"
 RELOAD_SECONDS = 2.0
+# How long a number a point query found is kept aside for the reloads that may have read
+# before it was registered (and would otherwise drop it from memory when they finish).
+FOUND_KEPT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Directory:
         self._task: asyncio.Task[None] | None = None
         self._reload_requested = asyncio.Event()
         self.reloads = 0
+        self._found: dict[str, tuple[float, Number]] = {}  # by point queries: when, what
 
     # --- reading -------------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class Directory:
             found = await self._load_number(phone_number_id)
             if found is not None:
                 self.snapshot.numbers[phone_number_id] = found
+                self._found[phone_number_id] = (time.monotonic(), found)
         return found or self._catch_all(phone_number_id)
 
     def business_of_waba(self, waba_id: str) -> str | None:
@@ -195,15 +200,23 @@ class Directory:
 
     async def reload(self) -> None:
         assert self.pool is not None
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.monotonic()
         async with connection(self.pool) as conn:
             rows = await conn.fetch(_NUMBERS)
             wabas = await conn.fetch("SELECT waba_id, business_id FROM directory_wabas")
             businesses = await conn.fetch(
                 "SELECT business_id, is_default FROM directory_businesses"
             )
+        numbers = {r["phone_number_id"]: self._number(r) for r in rows}
+        # A number a point query found while this read was under way may have been
+        # registered after the read began: kept, not dropped until the next reload.
+        for key, (at, number) in list(self._found.items()):
+            if at >= began:
+                numbers.setdefault(key, number)
+            elif at < began - FOUND_KEPT_SECONDS:
+                del self._found[key]
         snapshot = Snapshot(
-            numbers={r["phone_number_id"]: self._number(r) for r in rows},
+            numbers=numbers,
             wabas={r["waba_id"]: r["business_id"] for r in wabas},
             businesses={r["business_id"] for r in businesses},
             default_registered=any(r["is_default"] for r in businesses),

@@ -101,6 +101,59 @@ async def test_numbers_come_with_their_secrets_and_unknown_ones_go_to_the_defaul
         await directory.stop()
 
 
+class _PausedReads:
+    """A pool whose whole-directory read (the reload's) waits after reading until let go:
+    a reload that read before a registration and finishes after the number was found."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.read = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def acquire(self) -> object:
+        outer = self
+
+        class _Held:
+            async def __aenter__(self) -> object:
+                self.cm = outer.pool.acquire()
+                conn = await self.cm.__aenter__()
+
+                class _Conn:
+                    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+                        rows = await conn.fetch(query, *args)
+                        if "directory_numbers" in query and not args:
+                            outer.read.set()
+                            await outer.go.wait()
+                        return rows
+
+                    def __getattr__(self, name: str) -> object:
+                        return getattr(conn, name)
+
+                return _Conn()
+
+            async def __aexit__(self, *exc: object) -> None:
+                await self.cm.__aexit__(*exc)
+
+        return _Held()
+
+
+async def test_a_reload_that_read_before_a_registration_keeps_the_number_found_since(
+    database_url: str, pg_pool: asyncpg.Pool
+) -> None:
+    business, number = f"biz_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:12]
+    paused = _PausedReads(pg_pool)
+    directory = Directory(settings(database_url), paused)  # type: ignore[arg-type]
+    reloading = asyncio.create_task(directory.reload())
+    await asyncio.wait_for(paused.read.wait(), 10)  # it has read: the number is not there
+    async with pg_pool.acquire() as conn:
+        await register(conn, business, number, access_token="t-1", app_secret="app-2")
+    assert (await directory.number(number)).business_id == business  # type: ignore[union-attr]
+    paused.go.set()
+    await asyncio.wait_for(reloading, 10)
+    assert directory.cached(number).business_id == business  # type: ignore[union-attr]
+    assert app_id("app-2") in {a.app for a in directory.app_secrets()}
+
+
 async def test_with_a_pinned_default_number_others_belong_to_nobody(
     database_url: str, pg_pool: asyncpg.Pool
 ) -> None:
