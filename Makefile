@@ -72,6 +72,9 @@ peer: $(PEER)/.installed
 
 $(PEER)/.installed: tests/bench/peer/requirements.lock
 	@test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	@# Python 3.11's own pip (23.2) refuses the lock: it takes fastapi-cli's uvicorn[standard]
+	@# for a requirement of its own, unpinned, in hash-checking mode.
+	$(PEER)/bin/python -m pip install --quiet pip==26.3
 	$(PEER)/bin/python -m pip install --quiet --require-hashes -r tests/bench/peer/requirements.lock
 	@touch $@
 
