@@ -38,15 +38,21 @@ STACK = (
 )
 
 
-def per_message(step: dict[str, Any]) -> dict[str, float]:
-    """CPU ms per accepted message of each of the stack's processes, and their total."""
-    accepted = max(1, step["accepted"])
-    out = {}
-    for name, cost in step["cost"].items():
-        if name in STACK or name.startswith(("postgres", "rabbitmq")):
-            out[name.split(" ")[0]] = 1000 * cost["cpu_s"] / accepted
+def stack_cpu_ms(cost: dict[str, dict[str, float]], per: float) -> dict[str, float]:
+    """CPU ms of each of the stack's processes (RabbitMQ and PostgreSQL included) divided by
+    `per` (messages, or seconds), and their total."""
+    out = {
+        name.split(" ")[0]: 1000 * c["cpu_s"] / per
+        for name, c in cost.items()
+        if name in STACK or name.startswith(("postgres", "rabbitmq"))
+    }
     out["total"] = sum(out.values())
     return out
+
+
+def per_message(step: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per accepted message of each of the stack's processes, and their total."""
+    return stack_cpu_ms(step["cost"], max(1, step["accepted"]))
 
 
 def commits(bench: Bench) -> int:
@@ -65,20 +71,15 @@ def idle(bench: Bench, seconds: float) -> dict[str, float]:
     """CPU ms per second of each of the stack's processes, and the database's commits per
     second, over `seconds` of no traffic at all."""
     before = commits(bench)
+    counted_from = time.monotonic()  # the count read, its 11 s wait behind it
     meter = bench.meter()
     meter.start()
     started = time.monotonic()
     time.sleep(seconds)
     cost = meter.stop()
-    elapsed = time.monotonic() - started
-    out = {
-        name.split(" ")[0]: 1000 * c["cpu_s"] / elapsed
-        for name, c in cost.items()
-        if name in STACK or name.startswith(("postgres", "rabbitmq"))
-    }
-    out["total"] = sum(out.values())
-    # commits() waits 11 s for the statistics' flush: those seconds are idle too.
-    out["commits"] = (commits(bench) - before) / (time.monotonic() - started + 11)
+    out = stack_cpu_ms(cost, time.monotonic() - started)
+    after = commits(bench)  # its own 11 s wait is idle time counted too
+    out["commits"] = (after - before) / (time.monotonic() - counted_from)
     return out
 
 
