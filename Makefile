@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install up down status demo test test-cluster test-compose lint format docs lock lock-peer peer dead-letters bench bench-quick bench-campaigns bench-cpu profile fuzz k8s axe backup restore
+.PHONY: install up down status demo test test-cluster test-compose lint format docs lock lock-peer peer dead-letters bench bench-quick bench-campaigns bench-cpu bench-ingress profile fuzz k8s axe backup restore
 
 install: $(STAMP)
 
@@ -97,6 +97,9 @@ fuzz: install
 # CPU and database commits per message at one rate (ARGS="--rate 60 --steps 3"): for A/B runs.
 bench-cpu: install
 	$(BIN)/python -m tests.bench.cpu $(ARGS)
+
+bench-ingress: install
+	$(BIN)/python -m tests.bench.ingress $(ARGS)
 
 profile: install
 	$(BIN)/python -m tests.bench.profile $(ARGS)

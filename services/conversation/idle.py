@@ -86,7 +86,7 @@ async def project(batch: Batch) -> None:
 
 
 def subscription(pool: asyncpg.Pool) -> Subscription:
-    return Subscription(NAME, project, pool, category=CATEGORY, poll_interval=0.5)
+    return Subscription(NAME, project, pool, category=CATEGORY, poll_interval=0.5, durable=False)
 
 
 Publisher = Callable[[HandBack], Awaitable[None]]

@@ -112,6 +112,13 @@ ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id,
 WHERE (c.transaction_id, c.global_position) = ($2, $3)
 RETURNING 1
 """
+# The same for a subscription whose writes are derived data only (durable=False): its
+# transaction commits without waiting for the WAL flush. A database crash may then lose its
+# last batches, their checkpoint with them (one transaction), and they are read again.
+_ADVANCE_LAZILY = f"""
+WITH moved AS ({_ADVANCE.strip()})
+SELECT (SELECT 1 FROM moved), set_config('synchronous_commit', 'off', true)
+"""
 
 
 class Subscription:
@@ -131,6 +138,7 @@ class Subscription:
         mapper: Mapper | None = None,
         types: Iterable[type[Event] | str] | None = None,
         max_idle_interval: float = MAX_IDLE_INTERVAL,
+        durable: bool = True,
     ) -> None:
         """`pool` from shared.eventstore.postgres.create_pool (it decodes jsonb). `mapper`:
         the one the service's event store uses (a cipher, upcasters), the default if None.
@@ -138,7 +146,10 @@ class Subscription:
         log (not with `category`); its batches may then hold no event at all;
         the rest is passed over unopened, the checkpoint moving past it all the same.
         `max_idle_interval`: how long the wait between polls may grow while they find
-        nothing (never shorter than `poll_interval`)."""
+        nothing (never shorter than `poll_interval`). `durable=False`: the handler only
+        writes what the events can rebuild (a read model, with no effect outside its
+        tables), so its commits need not wait for the WAL flush; a crash of the database
+        may cost it its last batches, which it then reads again."""
         if types is not None and category is not None:
             raise ValueError("a subscription reads a category or some types, not both")
         self.name = name
@@ -149,6 +160,7 @@ class Subscription:
         )
         self.mapper = mapper
         self.handler = handler
+        self._advance = _ADVANCE if durable else _ADVANCE_LAZILY
         self.pool = pool
         self.category = category
         self.batch_size = batch_size
@@ -237,7 +249,7 @@ class Subscription:
                 # Fence first: a stale instance stops here (after waiting for the winner's
                 # commit) before its handler writes anything.
                 moved = await conn.fetchval(
-                    _ADVANCE,
+                    self._advance,
                     self.name,
                     after.transaction_id,
                     after.global_position,

@@ -58,13 +58,21 @@ def per_message(step: dict[str, Any]) -> dict[str, float]:
 def commits(bench: Bench) -> int:
     """The bench database's committed transactions so far. An idle backend flushes its
     statistics within 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): waited for first."""
+    return db_counts(bench)[0]
+
+
+def db_counts(bench: Bench) -> tuple[int, int]:
+    """Committed transactions of the bench database, and WAL flushes (fsyncs) of the whole
+    server, so far: a commit that waits for the flush costs one, shared with the commits
+    that waited beside it. The server's other databases count too (keep them idle)."""
     assert bench.links is not None
     time.sleep(11)
     bench.links.sql("SELECT pg_stat_force_next_flush()")
     [row] = bench.links.sql(
-        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        "SELECT xact_commit, (SELECT wal_sync FROM pg_stat_wal) AS wal_sync"
+        " FROM pg_stat_database WHERE datname = current_database()"
     )
-    return int(row["xact_commit"])
+    return int(row["xact_commit"]), int(row["wal_sync"])
 
 
 def idle(bench: Bench, seconds: float) -> dict[str, float]:
@@ -107,18 +115,21 @@ def main(argv: list[str] | None = None) -> int:
                 f" {idle_figures['commits']:.0f} commits per second"
             )
         for _ in range(args.steps):
-            before = commits(bench)
+            before, syncs_before = db_counts(bench)
             step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
             acc = step["accounting"]
             figures = per_message(step)
-            # Transactions the database committed per message: unlike CPU, the same on a
-            # fast machine and a slow one.
-            figures["commits"] = (commits(bench) - before) / max(1, step["accepted"])
+            # Transactions the database committed per message, and the WAL flushes they
+            # waited for: unlike CPU, much the same on a fast machine and a slow one.
+            after, syncs_after = db_counts(bench)
+            figures["commits"] = (after - before) / max(1, step["accepted"])
+            figures["wal_syncs"] = (syncs_after - syncs_before) / max(1, step["accepted"])
             figures["p50_ms"], figures["p99_ms"] = step["p50_ms"], step["p99_ms"]
             rows.append(figures)
             log(
                 f"{args.rate:.0f}/s: {figures['total']:.1f} CPU ms and"
-                f" {figures['commits']:.1f} commits per message, p50 {step['p50_ms']:.0f}"
+                f" {figures['commits']:.1f} commits and {figures['wal_syncs']:.1f} WAL flushes"
+                f" per message, p50 {step['p50_ms']:.0f}"
                 f" p99 {step['p99_ms']:.0f} ms, completion"
                 f" {acc['answered'] / max(1, step['accepted']):.1%}, lost {acc['lost']}"
                 f" dup {acc['duplicates']} ooo {acc['out_of_order']}"

@@ -157,6 +157,18 @@ def markdown(r: dict[str, Any]) -> str:
                 f" / {_x(f['p99_9_ms'], hb.get('p99_9_ms'))} | {_ms(f['send_lag_p99_ms'])} ms |"
             )
         add("")
+        long = ing.get("long")
+        if long:
+            add(
+                f"Stalls: {_n(long['offered_per_s'])}/s for {long['duration_s']:.0f} s"
+                f" ({_n(long['accepted'])} acknowledged, {long['errors']} errors): ack p50 /"
+                f" p99 / p99.9 / max {_ms(long['p50_ms'])} / {_ms(long['p99_ms'])} /"
+                f" {_ms(long['p99_9_ms'])} / **{_ms(long['max_ms'])} ms**;"
+                f" **{_n(long['over_100ms'])}** acks over 100 ms; the longest time no answer"
+                f" came while one was owed: {_ms(long['longest_silence_ms'])} ms (target: no"
+                " stall over 100 ms)."
+            )
+            add("")
 
     e2e = r.get("e2e", {})
     if e2e:

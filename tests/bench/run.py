@@ -50,7 +50,7 @@ from tests.bench import peer, report
 from tests.bench.fakes import FakeProcess
 from tests.bench.loadgen import Generator, OpenRun, Traffic, message_index
 from tests.bench.procstat import Meter
-from tests.bench.stats import account, percentile, pile_up, summary_ms
+from tests.bench.stats import account, percentile, pile_up, stalls, summary_ms
 from tests.e2e.harness import APP_SECRET, MASTER_KEY, Running, free_port, start_stack
 from tests.support.infra import Infra, start_infra
 
@@ -99,6 +99,9 @@ class Plan:
     ingress_saturate_s: float = 8.0
     ingress_rates: list[float] = field(default_factory=lambda: [500, 1000, 2000, 4000])
     ingress_step_s: float = 8.0
+    # The stall target's run: no ack over 100 ms in 60 s at 1,000/s.
+    ingress_long_rate: float = 1000
+    ingress_long_s: float = 60.0
     fast_rates: list[float] = field(
         default_factory=lambda: [50, 100, 150, 200, 300, 500, 750, 1000]
     )
@@ -122,6 +125,7 @@ class Plan:
             ingress_saturate_s=3.0,
             ingress_rates=[500, 1000],
             ingress_step_s=3.0,
+            ingress_long_s=5.0,
             fast_rates=[100, 200],
             slow_rates=[50],
             step_s=5.0,
@@ -709,6 +713,16 @@ class Bench:
                 # Over capacity: a higher rate only queues longer (and takes longer to run).
                 log("ingress fell behind the offered rate; higher rates skipped")
                 break
+        rate, seconds = p.ingress_long_rate, p.ingress_long_s
+        res = self.open_loop(url, self.traffic(customers=10_000), rate, seconds).result()
+        fig = {**self.ack_figures(res, rate, seconds), **stalls(res)}
+        result["long"] = fig
+        accepted += fig["accepted"]
+        log(
+            f"ingress {rate:.0f}/s for {seconds:.0f} s: p99 {fig['p99_ms']:.1f} max"
+            f" {fig['max_ms']:.0f} ms, {fig['over_100ms']} acks over 100 ms, longest silence"
+            f" {fig['longest_silence_ms']:.0f} ms"
+        )
         after = sum(self.links.depths(dedup_queues).values())
         queued = after - before
         result["durable"] = {"accepted": accepted, "queued": queued, "ok": queued >= accepted}

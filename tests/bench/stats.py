@@ -3,9 +3,11 @@ arrival schedule, reply accounting (lost, duplicated, out of order) and the pile
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 # Completion below this share of the offered messages means the pipeline fell behind.
 MIN_COMPLETION = 0.98
@@ -169,3 +171,25 @@ def pile_up(
     if third and not p99_last <= P99_GROWTH_FACTOR * p99_first + P99_GROWTH_SLACK_S:
         reasons.append(f"p99 grew from {p99_first * 1e3:.0f} ms to {p99_last * 1e3:.0f} ms")
     return PileUp(not reasons, completion, p99_first * 1e3, p99_last * 1e3, reasons)
+
+
+STALL_S = 0.1
+
+
+def stalls(res: dict[str, Any]) -> dict[str, float]:
+    """Acks over 100 ms, and the longest span in which requests were owed an answer and
+    none came: a server that stopped (GC, flow control, the machine) shows here however
+    its latencies average out."""
+    owed = sorted(zip(res["scheduled"], res["done"], strict=True))
+    done = sorted(res["done"])
+    longest, i = 0.0, 0
+    # Walk the answers in time; between two answers, the gap counts as a stall only from
+    # when the earliest unanswered request was due.
+    for prev, nxt in itertools.pairwise(done):
+        while i < len(owed) and owed[i][1] <= prev:
+            i += 1
+        if i < len(owed):
+            due = max(prev, owed[i][0])
+            longest = max(longest, nxt - due)
+    slow = sum(1 for s, d in owed if d - s > STALL_S)
+    return {"over_100ms": slow, "longest_silence_ms": longest * 1e3}

@@ -14,7 +14,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared import events
-from shared.crypto.datakeys import KeyRing
+from shared.crypto.datakeys import KeyRing, _outside_transaction
 from shared.crypto.personal import ErasedData, PersonalCipher, conversation_subject, stream_subject
 from shared.crypto.secrets import MasterKey, SecretError, new_master_key
 from shared.events.business import BusinessCreated, business_stream
@@ -341,3 +341,46 @@ async def test_a_key_destroyed_by_any_writer_is_found_by_the_sweeps(
         clock.now += 1
         assert await other.sweep(conn) == 1
         assert other.cached(key_id) is None
+
+
+async def test_keys_made_at_once_by_two_processes_are_one_key_committed_lazily_alone(
+    pg_pool: asyncpg.Pool, ring: KeyRing
+):
+    """Two processes meeting a new customer at once make one key between them (the first
+    writer wins, the other reads its key), in one round trip each whose commit does not
+    wait for the WAL flush; the setting ends with it, so the pooled connection's next
+    transaction, and any transaction a key is made inside, still commit durably."""
+    async with pg_pool.acquire() as conn:
+        other = await KeyRing(MASTER).start(conn)
+    key_ids = [ring.key_id(f"race-{uuid.uuid4().hex}") for _ in range(3)]
+    async with pg_pool.acquire() as a, pg_pool.acquire() as b:
+        assert _outside_transaction(a) and _outside_transaction(b)  # the lazy path's test
+        await asyncio.gather(
+            ring.load(a, key_ids, create=True), other.load(b, reversed(key_ids), create=True)
+        )
+        for conn in (a, b):
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    for key_id in key_ids:
+        mine, theirs = ring.cached(key_id), other.cached(key_id)
+        assert mine is not None and theirs is not None
+        sealed = mine.encrypt(b"\0" * 12, b"hello", None)
+        assert theirs.decrypt(b"\0" * 12, sealed, None) == b"hello"
+    async with pg_pool.acquire() as conn:
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM customer_keys WHERE key_id = ANY($1::text[])", key_ids
+            )
+            == 3
+        )
+        # Made inside a transaction: that transaction's commit stays synchronous.
+        inside = ring.key_id(f"inside-{uuid.uuid4().hex}")
+        async with conn.transaction():
+            await ring.load(conn, [inside], create=True)
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        assert ring.cached(inside) is not None
+        # A destroyed key is not made again by the lazy path either.
+        await ring.shred(conn, [key_ids[0]])
+    async with pg_pool.acquire() as conn:
+        late = await KeyRing(MASTER).start(conn)
+        await late.load(conn, key_ids, create=True)
+    assert late.cached(key_ids[0]) is None and late.cached(key_ids[1]) is not None

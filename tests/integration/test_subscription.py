@@ -103,6 +103,38 @@ async def following(*runs: Awaitable[None]) -> AsyncIterator[list[asyncio.Task[N
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def test_a_read_model_commits_without_waiting_for_the_flush_and_a_processor_waits(
+    effects_table: asyncpg.Pool,
+) -> None:
+    """durable=False: the batch's transaction (writes and checkpoint) commits without
+    waiting for the WAL flush; the default waits. The setting is the transaction's only:
+    the pooled connection's next user commits durably again."""
+    pool = effects_table
+    for durable, expected in ((False, "off"), (True, "on")):
+        name, cat = names()
+        ids = await append(PostgresEventStore(pool), f"{cat}-1", 2)
+        seen: list[str] = []
+        record = recorder("only")
+
+        async def handle(batch: Batch, seen: list[str] = seen, record: Any = record) -> None:
+            seen.append(await batch.conn.fetchval("SHOW synchronous_commit"))
+            await record(batch)
+
+        subscription = Subscription(name, handle, pool, category=cat, durable=durable)
+        assert await subscription.step() == 2
+        assert seen == [expected]
+        assert await handled_ids(pool, name) == ids
+        assert await checkpoint(pool, name) != START
+        # Every connection of the pool is back to the server's default.
+        conns = [await pool.acquire() for _ in range(pool.get_size())]
+        try:
+            for conn in conns:
+                assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        finally:
+            for conn in conns:
+                await pool.release(conn)
+
+
 # --- checkpoint and writes commit together ---------------------------------------------------
 
 

@@ -92,6 +92,16 @@ def results() -> dict[str, Any]:
             },
             "cost": _cost(0.5),
             "cost_messages": 1000,
+            "long": {
+                **_lat(2.0, 20.0, 40.0),
+                "max_ms": 130.0,
+                "offered_per_s": 1000.0,
+                "duration_s": 60.0,
+                "accepted": 60000,
+                "errors": 0,
+                "over_100ms": 7,
+                "longest_silence_ms": 95.0,
+            },
         },
         "e2e": {
             "llm_0ms": {
@@ -184,3 +194,10 @@ def test_webhooks_turned_away_are_counted_with_how_soon() -> None:
     assert "turned away" not in markdown(r)
     r["e2e"]["llm_0ms"]["steps"][1]["ack"] = {"refused_503": 1200, "refused_p99_ms": 1004.0}
     assert "200/s (LLM 0 ms): 1,200, answered p99 1,004 ms after their send time" in markdown(r)
+
+
+def test_the_ingress_stall_run_is_reported_against_its_target() -> None:
+    text = markdown(results())
+    assert "Stalls: 1,000/s for 60 s (60,000 acknowledged, 0 errors)" in text
+    assert "**130 ms**; **7** acks over 100 ms" in text
+    assert "while one was owed: 95.0 ms (target: no stall over 100 ms)" in text

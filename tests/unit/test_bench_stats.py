@@ -9,7 +9,7 @@ import pytest
 
 from tests.bench.ceilings import _Trivial
 from tests.bench.loadgen import Traffic, message_index
-from tests.bench.stats import account, percentile, pile_up, schedule, share, summary_ms
+from tests.bench.stats import account, percentile, pile_up, schedule, share, stalls, summary_ms
 
 
 def test_percentile_is_nearest_rank_on_unsorted_input() -> None:
@@ -152,3 +152,22 @@ def test_trivial_server_answers_each_request_once_however_it_is_split() -> None:
     proto.data_received(stream[len(request) + 5 :])
     assert len(transport.written) == 3
     assert all(w.startswith(b"HTTP/1.1 200 OK") for w in transport.written)
+
+
+def test_a_stall_is_the_longest_silence_while_an_answer_was_owed() -> None:
+    # Requests due every 10 ms, each answered 2 ms later, except that nothing comes back
+    # between 0.052 and 0.300: the requests due meanwhile are answered together at 0.300.
+    scheduled = [i * 0.01 for i in range(40)]
+    done = [s + 0.002 if not 0.05 < s < 0.3 else 0.3 for s in scheduled]
+    figures = stalls({"scheduled": scheduled, "done": done})
+    # From 0.06 (the first owed answer's due time, after the last one at 0.052) to 0.3.
+    assert abs(figures["longest_silence_ms"] - 240) < 1e-6
+    assert figures["over_100ms"] == sum(1 for s in scheduled if 0.05 < s < 0.2)
+
+
+def test_an_idle_gap_with_nothing_owed_is_no_stall() -> None:
+    # Two bursts a second apart, every answer quick: the second apart is not a stall.
+    scheduled = [0.0, 0.001, 1.0, 1.001]
+    done = [s + 0.003 for s in scheduled]
+    figures = stalls({"scheduled": scheduled, "done": done})
+    assert figures["longest_silence_ms"] < 4 and figures["over_100ms"] == 0

@@ -52,7 +52,11 @@ def subscriptions(
         return handle
 
     return {
-        m.name: Subscription(m.name, handler(m), pool, poll_interval=poll_interval, types=m.types)
+        # Derived data only: their commits need not wait for the WAL flush (a database
+        # crash may cost them their last batches, read again from their checkpoints).
+        m.name: Subscription(
+            m.name, handler(m), pool, poll_interval=poll_interval, types=m.types, durable=False
+        )
         for m in READ_MODELS
     }
 
