@@ -13,6 +13,7 @@ from services.api import schemas as s
 from services.api.errors import conflict, not_found
 from services.api.ids import contact_id
 from services.api.projections import contacts as contacts_model
+from services.api.projections import conversations as conversations_model
 from services.api.routes import Call, Reply, created, paging
 from services.api.writes import Write, write
 from shared.crypto import erased
@@ -67,13 +68,20 @@ async def list_conversations(call: Call) -> Reply:
     return Reply(200, page)
 
 
-async def get_conversation(call: Call) -> Reply:
-    inputs.known_query(call.request, ())
-    found = await queries.get_conversation(
-        call.deps.pool, call.business_id, call.path("conversation_id", "conversation")
-    )
+async def conversation_of(call: Call, conversation: str) -> s.Conversation:
+    """The business's conversation, or 404 once the conversations read model has caught up
+    with the log (a webhook may have opened it a moment ago)."""
+    found = await queries.get_conversation(call.deps.pool, call.business_id, conversation)
+    if found is None and await call.deps.consistency.settle((conversations_model.NAME,)):
+        found = await queries.get_conversation(call.deps.pool, call.business_id, conversation)
     if found is None:
         raise not_found("conversation")
+    return found
+
+
+async def get_conversation(call: Call) -> Reply:
+    inputs.known_query(call.request, ())
+    found = await conversation_of(call, call.path("conversation_id", "conversation"))
     await access.record(call, found.contact.id, "conversation")
     return Reply(200, found)
 
@@ -81,9 +89,7 @@ async def get_conversation(call: Call) -> Reply:
 async def list_conversation_messages(call: Call) -> Reply:
     limit, cursor = paging(call)
     conversation = call.path("conversation_id", "conversation")
-    found = await queries.get_conversation(call.deps.pool, call.business_id, conversation)
-    if found is None:
-        raise not_found("conversation")
+    found = await conversation_of(call, conversation)
     page = await queries.list_messages(
         call.deps.pool, call.business_id, conversation, limit, cursor
     )

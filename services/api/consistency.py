@@ -15,6 +15,8 @@ from shared.eventstore import START, Position
 from shared.eventstore.subscription import Subscription
 
 WAIT_SECONDS = 10.0
+# How long a lookup that found nothing waits for the read models to reach the log's end.
+SETTLE_SECONDS = 2.0
 
 
 class Consistency:
@@ -72,3 +74,20 @@ class Consistency:
             except TimeoutError:
                 pass
             delay = min(delay * 2, 0.05)
+
+    async def settle(self, names: tuple[str, ...], within: float = SETTLE_SECONDS) -> bool:
+        """Wait until these read models have read the log as far as it goes now (at most
+        `within`; False if they had not). A lookup that found nothing asks before it
+        answers 404: a conversation a webhook opened a moment ago is then found, although
+        idle read models poll only every second."""
+        row = await self.pool.fetchrow(
+            "SELECT transaction_id::text AS txid, global_position FROM events"
+            " ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )
+        if row is None:
+            return True
+        try:
+            await self.wait(Position(int(row["txid"]), row["global_position"]), names, within)
+        except ApiError:
+            return False
+        return True

@@ -19,7 +19,8 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.api import inputs, queries
-from services.api.errors import ApiError, invalid, not_found, unavailable
+from services.api.business import conversation_of
+from services.api.errors import ApiError, invalid, unavailable
 from services.api.projections import conversations as conversations_model
 from services.api.routes import Call, Reply
 from services.api.schemas import Request
@@ -50,8 +51,7 @@ class NoBody(Request, kw_only=True):
 
 async def _conversation(call: Call) -> str:
     conversation = call.path("conversation_id", "conversation")
-    if await queries.get_conversation(call.deps.pool, call.business_id, conversation) is None:
-        raise not_found("conversation")
+    await conversation_of(call, conversation)
     return conversation
 
 

@@ -32,6 +32,8 @@ from shared.eventstore import (
     Erased,
     EventStore,
     NewEvent,
+    RecordedEvent,
+    StreamWrite,
     WrongExpectedVersion,
     event_id_for,
 )
@@ -79,8 +81,18 @@ class Identities:
             # Something to read from the store: under the epoch of the customer's last
             # erasure, if any (their identity streams before it are gone).
             epoch = await self.epochs(business_id, [i for i, _ in ids])
+        # Every stream that may hold a link of these ids, read together (a new customer's
+        # four would be four round trips one after another).
+        unknown = [i for i, _ in ids if (business_id, i) not in self._known]
+        read = (
+            await self.store.read_streams(
+                [s for i in unknown for s in self._streams_of(business_id, i, epoch or 0)]
+            )
+            if unknown
+            else {}
+        )
         for customer_id, _ in ids:
-            found = await self._linked(business_id, customer_id, epoch or 0)
+            found = await self._linked(business_id, customer_id, epoch or 0, read)
             if found:
                 await self._link_all(business_id, found, ids, epoch or 0)
                 return found
@@ -126,17 +138,34 @@ class Identities:
             self._unlinked.popitem(last=False)
         return key
 
-    async def _linked(self, business_id: str, customer_id: str, epoch: int) -> Customer | None:
+    @staticmethod
+    def _streams_of(business_id: str, customer_id: str, epoch: int) -> list[str]:
+        """The streams that may hold the id's link, in the order they are asked. The id's
+        stream is named by its pseudonym; a customer linked before keys were pseudonyms has
+        it named by the id, and keeps the key it gave them (their conversation and contact
+        go on; docs/privacy.md says how to move them)."""
+        names = [customer_key(business_id, customer_id, epoch), keyed(customer_id, epoch)]
+        return [identity_stream(business_id, name) for name in dict.fromkeys(names)]
+
+    async def _linked(
+        self,
+        business_id: str,
+        customer_id: str,
+        epoch: int,
+        read: dict[str, list[RecordedEvent]] | None = None,
+    ) -> Customer | None:
+        """The customer the id is linked to, if any; `read`: streams already read (the
+        rest are read now)."""
         known = self._known.get((business_id, customer_id))
         if known is not None:
             self._known.move_to_end((business_id, customer_id))
             return known
-        # The id's stream is named by its pseudonym; a customer linked before keys were
-        # pseudonyms has it named by the id, and keeps the key it gave them (their
-        # conversation and contact go on; docs/privacy.md says how to move them).
-        names = [customer_key(business_id, customer_id, epoch), keyed(customer_id, epoch)]
-        for name in dict.fromkeys(names):
-            for recorded in await self.store.read_stream(identity_stream(business_id, name)):
+        for stream in self._streams_of(business_id, customer_id, epoch):
+            recorded_events = (
+                read[stream] if read is not None and stream in read
+                else await self.store.read_stream(stream)
+            )  # fmt: skip
+            for recorded in recorded_events:
                 if isinstance(recorded.event, Erased):
                     return None
                 if isinstance(recorded.event, IdentityLinked):
@@ -150,23 +179,41 @@ class Identities:
     ) -> Customer:
         """Link every id not linked yet to the customer; returns the customer the first id
         has (another process may have linked it first, to its own key)."""
-        for customer_id, kind in ids:
-            if (business_id, customer_id) in self._known:
-                continue
-            event = IdentityLinked(
-                business_id=business_id,
-                id=customer_id,
-                customer=customer.key,
-                kind=kind,
-                address=customer.address,
+        links = {
+            customer_id: StreamWrite(
+                identity_stream(business_id, customer_key(business_id, customer_id, epoch)),
+                [
+                    NewEvent(
+                        IdentityLinked(
+                            business_id=business_id,
+                            id=customer_id,
+                            customer=customer.key,
+                            kind=kind,
+                            address=customer.address,
+                        ),
+                        event_id_for("identity", business_id, customer_id, customer.key),
+                    )
+                ],
+                NO_STREAM,
             )
-            event_id = event_id_for("identity", business_id, customer_id, customer.key)
+            for customer_id, kind in ids
+            if (business_id, customer_id) not in self._known
+        }
+        if len(links) > 1:
+            # A number and a user id met together: both links in one commit. If either
+            # was linked first by someone else, nothing is written and the links are
+            # made one by one below, which finds out whose they are.
             try:
-                await self.store.append(
-                    identity_stream(business_id, customer_key(business_id, customer_id, epoch)),
-                    [NewEvent(event, event_id)],
-                    expected_version=NO_STREAM,
-                )
+                await self.store.append_batch(list(links.values()))
+            except WrongExpectedVersion:
+                pass
+            else:
+                for customer_id in links:
+                    self._remember(business_id, customer_id, customer)
+                return customer
+        for customer_id, link in links.items():
+            try:
+                await self.store.append(link.stream, link.events, link.expected_version)
                 self._remember(business_id, customer_id, customer)
             except WrongExpectedVersion:
                 self._known.pop((business_id, customer_id), None)

@@ -12,6 +12,7 @@ writing service), and the store maps them to rows and back through one `Mapper`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -177,6 +178,11 @@ class EventStore(Protocol):
         ...
 
     async def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]: ...
+
+    async def read_streams(self, streams: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        """Several whole streams at once (one round trip on PostgreSQL): each one asked
+        for is a key, an empty list when it has no events."""
+        ...
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -114,6 +114,9 @@ class InMemoryEventStore:
         return [
             self._recorded(r) for r in self._streams.get(stream, []) if r.version >= from_version
         ]
+
+    async def read_streams(self, streams: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        return {stream: await self.read_stream(stream) for stream in streams}
 
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         return [self._recorded(r) for r in self._rows if r.position > after][:limit]

@@ -355,6 +355,21 @@ class PostgresEventStore:
             )
             return await self._records(conn, rows)
 
+    async def read_streams(self, streams: Sequence[str]) -> dict[str, list[RecordedEvent]]:
+        wanted = list(dict.fromkeys(streams))
+        out: dict[str, list[RecordedEvent]] = {stream: [] for stream in wanted}
+        if not wanted:
+            return out
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM events WHERE stream_name = ANY($1::text[])"
+                " ORDER BY stream_name, stream_version",
+                wanted,
+            )
+            for recorded in await self._records(conn, rows):
+                out[recorded.stream].append(recorded)
+        return out
+
     async def read_all(self, after: Position = START, limit: int = 1000) -> list[RecordedEvent]:
         async with self._connection() as conn:
             rows = await conn.fetch(

@@ -43,6 +43,9 @@ def test_a_person_takes_over_the_bot_is_silent_and_release_gives_it_back(
     cid = tenant.conversation_id(number, customer)
     tenant.webhook(number, customer, "hello bot")
     wait_for(lambda: "echo: hello bot" in running.graph.texts_to(customer), message="bot reply")
+    # Answered, so in the log: the api finds it at once, though its read models were idle
+    # (a lookup that misses waits for them to reach the log's end before a 404).
+    assert tenant.call("GET", f"/v1/conversations/{cid}").status == 200
     agent = _user(tenant)
 
     # Who may: another business's key sees no such conversation; a viewer may not.

@@ -123,6 +123,63 @@ async def test_a_conversation_its_messages_and_statuses(pg_pool: asyncpg.Pool) -
     assert await queries.get_conversation(pg_pool, "another", cid) is None
 
 
+async def test_a_transcript_refines_its_message_and_a_late_sent_moves_no_status_back(
+    pg_pool: asyncpg.Pool,
+) -> None:
+    business, number, customer = f"biz_{digits(6)}", digits(), digits()
+    cid = f"{number}.{customer}"
+    voice = received(
+        business, number, customer, "", type="audio", message={"type": "audio", "audio": {}}
+    )
+    await append(pg_pool, f"inbox-{cid}", voice)
+    await append(
+        pg_pool,
+        f"conversation-{cid}",
+        CustomerWrote(seq=0, wamid=voice.wamid, text="where is my order", customer=customer),
+        BotReplied(seq=0, text="on its way", command_id=f"cmd-{cid}"),
+    )
+    # A reply in a conversation no business owns: nothing kept, nothing touched.
+    orphan = f"{digits()}.{digits()}"
+    await append(
+        pg_pool, f"conversation-{orphan}", BotReplied(seq=0, text="x", command_id=f"c-{orphan}")
+    )
+    # The send failed at Meta after it was accepted: a MessageSent read after the failure
+    # (the two streams interleave) keeps the failure and still gives the wamid.
+    await append(pg_pool, f"outbox-cmd-{cid}", SendFailed(code=131026, title="Undeliverable"))
+    await append(
+        pg_pool,
+        f"message-wamid.{cid}",
+        MessageSent(
+            wamid=f"wamid.{cid}", command_id=f"cmd-{cid}", conversation_id=cid,
+            phone_number_id=number,
+        ),
+    )  # fmt: skip
+    await catch_up(pg_pool)
+    history = await queries.list_messages(pg_pool, business, cid, 50, None)
+    assert [(m.author, m.text, m.status) for m in history.data] == [
+        ("customer", "where is my order", None),
+        ("bot", "on its way", "failed"),
+    ]
+    assert (
+        await pg_pool.fetchval("SELECT wamid FROM api_messages WHERE message_id = $1", f"cmd-{cid}")
+        == f"wamid.{cid}"
+    )
+    conversation = await queries.get_conversation(pg_pool, business, cid)
+    assert conversation is not None and conversation.last_message_preview == "on its way"
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM api_messages WHERE conversation_id = $1", orphan
+        )
+        == 0
+    )
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM api_conversations WHERE conversation_id = $1", orphan
+        )
+        == 0
+    )
+
+
 async def test_an_api_message_from_queued_to_read_and_a_refused_one(pg_pool: asyncpg.Pool) -> None:
     business, number, customer = f"biz_{digits(6)}", digits(), digits()
     cid = f"{number}.{customer}"

@@ -756,3 +756,17 @@ async def test_a_statement_that_runs_out_of_time_is_the_messages_problem_not_an_
     finally:
         await pool.close()
         await holder.close()
+
+
+async def test_read_streams_reads_several_whole_streams_at_once(store: EventStore) -> None:
+    one, two, empty = new_stream(), new_stream(), new_stream()
+    await store.append(one, [ev(0), ev(1)], NO_STREAM)
+    await store.append(two, [ev(2)], NO_STREAM)
+    await store.append(one, [ev(3)])
+    read = await store.read_streams([two, empty, one, two])
+    assert list(read) == [two, empty, one]  # each asked for once, in the order asked
+    assert [data_of(r)["n"] for r in read[one]] == [0, 1, 3]
+    assert [r.version for r in read[one]] == [0, 1, 2]
+    assert [data_of(r)["n"] for r in read[two]] == [2] and read[empty] == []
+    assert read[one] == await store.read_stream(one)
+    assert await store.read_streams([]) == {}

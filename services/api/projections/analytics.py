@@ -102,9 +102,18 @@ async def _received(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     assert isinstance(e, MessageReceived)
     if not e.business_id:
         return  # no business owns the number: never shown
-    await _open(conn, e.conversation_id, e.business_id, e.phone_number_id)
-    if e.type not in NOT_WAITING:
-        await _wait(conn, e.conversation_id, rec.recorded_at)
+    # Opened if new, and a wait started unless one is running (LEAST ignores a NULL: a
+    # message that asks nothing leaves the wait as it is). One statement.
+    await conn.execute(
+        "INSERT INTO api_analytics_conversations AS a (conversation_id, business_id,"
+        " phone_number_id, waiting_since) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (conversation_id) DO UPDATE"
+        " SET waiting_since = LEAST(a.waiting_since, EXCLUDED.waiting_since)",
+        e.conversation_id,
+        e.business_id,
+        e.phone_number_id,
+        None if e.type in NOT_WAITING else rec.recorded_at,
+    )
 
 
 async def _requested(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
@@ -115,23 +124,27 @@ async def _requested(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
 
 async def _answer(conn: asyncpg.Connection, rec: RecordedEvent, responder: str, reply: str) -> None:
     conversation = stream_id(rec.stream)
-    row = await _known(conn, conversation)
-    if row is None or row["waiting_since"] is None:
-        return
-    await conn.execute(
-        "INSERT INTO api_analytics_responses (position, business_id, phone_number_id,"
-        " conversation_id, responder, reply_id, asked_at, answered_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (position) DO NOTHING",
-        rec.position.global_position,
-        row["business_id"],
-        row["phone_number_id"],
+    # The answer to a running wait, and the wait's end, in one statement; it says whether
+    # the conversation was known at all.
+    known = await conn.fetchval(
+        "WITH row AS (SELECT business_id, phone_number_id, waiting_since"
+        " FROM api_analytics_conversations WHERE conversation_id = $1),"
+        " answered AS (INSERT INTO api_analytics_responses (position, business_id,"
+        " phone_number_id, conversation_id, responder, reply_id, asked_at, answered_at)"
+        " SELECT $2, r.business_id, r.phone_number_id, $1, $3, $4, r.waiting_since,"
+        " GREATEST($5, r.waiting_since) FROM row r WHERE r.waiting_since IS NOT NULL"
+        " ON CONFLICT (position) DO NOTHING),"
+        " ended AS (UPDATE api_analytics_conversations SET waiting_since = NULL"
+        " WHERE conversation_id = $1 AND waiting_since IS NOT NULL)"
+        " SELECT count(*) FROM row",
         conversation,
+        rec.position.global_position,
         responder,
         reply,
-        row["waiting_since"],
-        max(rec.recorded_at, row["waiting_since"]),
+        rec.recorded_at,
     )
-    await _end_wait(conn, conversation)
+    if not known:
+        await _known(conn, conversation)  # a conversation the business wrote first: opened
 
 
 async def _bot_replied(conn: asyncpg.Connection, rec: RecordedEvent) -> None:

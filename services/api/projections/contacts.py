@@ -62,8 +62,12 @@ async def _upsert(
     seen: datetime | None = None,
 ) -> str:
     contact = contact_id(business, customer)
+    # The contact and every id it is known by, in one statement (sorted: writers of the
+    # same ids take their rows in one order).
     await conn.execute(
-        _UPSERT,
+        f"WITH contact AS ({_UPSERT.strip()})"
+        " INSERT INTO api_contact_ids (business_id, id, contact_id)"
+        " SELECT $2, unnest($9::text[]), $1 ON CONFLICT (business_id, id) DO NOTHING",
         contact,
         business,
         customer,
@@ -72,12 +76,7 @@ async def _upsert(
         name,
         seen or rec.recorded_at,
         rec.position.global_position,
-    )
-    ids = {customer, wa_id, user_id} - {""}
-    await conn.executemany(
-        "INSERT INTO api_contact_ids (business_id, id, contact_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (business_id, id) DO NOTHING",
-        [(business, one, contact) for one in sorted(ids)],
+        sorted({customer, wa_id, user_id} - {""}),
     )
     return contact
 

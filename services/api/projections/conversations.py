@@ -209,12 +209,12 @@ async def _customer_wrote(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     if not e.wamid or not e.text:
         return
     await conn.execute(
-        "UPDATE api_messages SET text = $2 WHERE message_id = $1 AND text <> $2", e.wamid, e.text
-    )
-    await conn.execute(
-        "UPDATE api_conversations SET last_message_preview = $2"
-        " WHERE conversation_id = $3 AND last_message_id = $1",
+        "WITH refined AS (UPDATE api_messages SET text = $2 WHERE message_id = $1"
+        " AND text <> $2)"
+        " UPDATE api_conversations SET last_message_preview = $3"
+        " WHERE conversation_id = $4 AND last_message_id = $1",
         e.wamid,
+        e.text,
         e.text[:200],
         stream_id(rec.stream),
     )
@@ -229,27 +229,29 @@ async def _outbound(
     text: str,
     via_api: bool = False,
 ) -> None:
-    conversation = stream_id(rec.stream)
-    business = await _business(conn, conversation)
-    if business is None:
-        return
+    # One statement: the message under the conversation's business (none: a conversation
+    # no business owns, nothing kept), and the conversation's last message if not older.
     await conn.execute(
-        "INSERT INTO api_messages (message_id, business_id, conversation_id, direction,"
-        " author, type, text, status, via_api, sort_position, created_at, updated_at)"
-        " VALUES ($1, $2, $3, 'outbound', $4, $5, $6, 'queued', $7, $8, $9, $9)"
+        "WITH kept AS (INSERT INTO api_messages (message_id, business_id, conversation_id,"
+        " direction, author, type, text, status, via_api, sort_position, created_at,"
+        " updated_at)"
+        " SELECT $1, c.business_id, $2, 'outbound', $3, $4, $5, 'queued', $6, $7, $8, $8"
+        " FROM api_conversations c WHERE c.conversation_id = $2"
         " ON CONFLICT (message_id) DO UPDATE SET sort_position = EXCLUDED.sort_position,"
-        " text = CASE WHEN EXCLUDED.text <> '' THEN EXCLUDED.text ELSE api_messages.text END",
+        " text = CASE WHEN EXCLUDED.text <> '' THEN EXCLUDED.text ELSE api_messages.text END)"
+        " UPDATE api_conversations SET last_message_at = $8, last_message_preview = $9,"
+        " last_message_id = $1 WHERE conversation_id = $2"
+        " AND (last_message_at IS NULL OR last_message_at <= $8)",
         message,
-        business,
-        conversation,
+        stream_id(rec.stream),
         author,
         kind,
         text,
         via_api,
         rec.position.global_position,
         rec.recorded_at,
+        preview(text, kind),
     )
-    await _touch(conn, conversation, rec.recorded_at, preview(text, kind), message)
 
 
 async def _bot_replied(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
@@ -371,10 +373,19 @@ def _requested_text(payload: dict[str, Any], kind: str) -> str:
 async def _sent(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
     e = rec.event
     assert isinstance(e, MessageSent)
+    # The wamid always; the status as _status moves it (forward only). One statement: SET
+    # sees the row as it was, so both conditions judge the old status.
     await conn.execute(
-        "UPDATE api_messages SET wamid = $2 WHERE message_id = $1", e.command_id, e.wamid
+        f"UPDATE api_messages SET wamid = $2,"
+        f" status = CASE WHEN status IS NOT NULL AND {_RANK} < $3 THEN 'sent' ELSE status END,"
+        f" updated_at = CASE WHEN status IS NOT NULL AND {_RANK} < $3 THEN $4"
+        f" ELSE updated_at END"
+        f" WHERE message_id = $1",
+        e.command_id,
+        e.wamid,
+        RANKS["sent"],
+        rec.recorded_at,
     )
-    await _status(conn, "message_id", e.command_id, "sent", rec.recorded_at)
 
 
 async def _lifecycle(conn: asyncpg.Connection, rec: RecordedEvent) -> None:
