@@ -13,7 +13,7 @@ queues, which are counted against the acknowledgements, then purged), and measur
 With `--spy`, py-spy samples ingress during the saturation and prints where its CPU goes.
 
 Usage: .venv/bin/python -m tests.bench.ingress [--rate 1000] [--seconds 60]
-       [--overload 0] [--spy] [--env KEY=VALUE]
+       [--overload 0] [--connections 64] [--spy] [--env KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -41,10 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--saturate-seconds", type=float, default=8.0)
     parser.add_argument("--spy", action="store_true", help="py-spy ingress while saturated")
     parser.add_argument(
+        "--connections",
+        type=int,
+        default=64,
+        help="per generator process (2): more than ingress lets wait on the broker (256)"
+        " shows what a client that keeps opening connections, as Meta does, is answered",
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
     )
     args = parser.parse_args(argv)
-    bench = Bench(Plan.make(quick=True), dict(kv.split("=", 1) for kv in args.env))
+    plan = Plan.make(quick=True)
+    plan.connections = args.connections
+    bench = Bench(plan, dict(kv.split("=", 1) for kv in args.env))
     report: dict[str, Any] = {}
     failed = False
     try:
