@@ -38,14 +38,24 @@ class Consistency:
     async def wait(
         self, position: Position | None, names: tuple[str, ...], within: float = WAIT_SECONDS
     ) -> None:
-        if position is None:
-            return
+        if position is not None and not await self.passed(position, names, within):
+            raise ApiError(
+                503,
+                "read_models_behind",
+                "the write is recorded but not yet readable; repeat the request with the"
+                " same Idempotency-Key to get its answer",
+                {"Retry-After": "1"},
+            )
+
+    async def passed(self, position: Position, names: tuple[str, ...], within: float) -> bool:
+        """Whether these read models passed `position` within `within` seconds (waking the
+        ones of this process)."""
         deadline = time.monotonic() + within
         delay = 0.005
         while True:
             behind = [n for n in names if self.reached.get(n, START) < position]
             if not behind:
-                return
+                return True
             rows = await self.pool.fetch(
                 "SELECT name, transaction_id, global_position FROM subscription_checkpoints"
                 " WHERE name = ANY($1::text[])",
@@ -55,19 +65,13 @@ class Consistency:
                 self.committed(row["name"], Position(row["transaction_id"], row["global_position"]))
             behind = [n for n in behind if self.reached.get(n, START) < position]
             if not behind:
-                return
+                return True
             for name in behind:
                 if name in self.local:
                     self.local[name].wake()
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ApiError(
-                    503,
-                    "read_models_behind",
-                    "the write is recorded but not yet readable; repeat the request with the"
-                    " same Idempotency-Key to get its answer",
-                    {"Retry-After": "1"},
-                )
+                return False
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), min(delay, left))
@@ -86,8 +90,4 @@ class Consistency:
         )
         if row is None:
             return True
-        try:
-            await self.wait(Position(int(row["txid"]), row["global_position"]), names, within)
-        except ApiError:
-            return False
-        return True
+        return await self.passed(Position(int(row["txid"]), row["global_position"]), names, within)

@@ -77,20 +77,17 @@ class Identities:
         """The customer of a message carrying these ids (either may be "")."""
         ids = [(i, kind) for i, kind in ((wa_id, "wa_id"), (user_id, "user_id")) if i]
         epoch: int | None = None
-        if any((business_id, i) not in self._known for i, _ in ids):
-            # Something to read from the store: under the epoch of the customer's last
-            # erasure, if any (their identity streams before it are gone).
-            epoch = await self.epochs(business_id, [i for i, _ in ids])
-        # Every stream that may hold a link of these ids, read together (a new customer's
-        # four would be four round trips one after another).
+        read: dict[str, list[RecordedEvent]] = {}
         unknown = [i for i, _ in ids if (business_id, i) not in self._known]
-        read = (
-            await self.store.read_streams(
-                [s for i in unknown for s in self._streams_of(business_id, i, epoch or 0)]
+        if unknown:
+            # Something to read from the store: under the epoch of the customer's last
+            # erasure, if any (their identity streams before it are gone). Every stream
+            # that may hold a link of these ids is read together (a new customer's four
+            # would be four round trips one after another).
+            epoch = await self.epochs(business_id, [i for i, _ in ids])
+            read = await self.store.read_streams(
+                [s for i in unknown for s in self._streams_of(business_id, i, epoch)]
             )
-            if unknown
-            else {}
-        )
         for customer_id, _ in ids:
             found = await self._linked(business_id, customer_id, epoch or 0, read)
             if found:

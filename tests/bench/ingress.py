@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from shared.stack import ROOT
-from tests.bench.profile import summarise
+from tests.bench.profile import py_spy, record, summarise
 from tests.bench.run import APP_SECRET, Bench, Plan, log, stage_queues
 from tests.bench.stats import stalls, summary_ms
+
+PROFILE = ROOT / "bench-results" / "profile-ingress.txt"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,19 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         links.purge(queues)
         spy = None
         if args.spy:
-            exe = shutil.which("py-spy") or shutil.which(
-                "py-spy", path=str(Path(sys.executable).parent)
-            )
-            pid = running.stack.pid("ingress")
-            out = ROOT / "bench-results" / "profile-ingress.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen(
-                [exe or "py-spy", "record", "--pid", str(pid), "--format", "raw",
-                 "--nonblocking", "--duration", str(int(args.saturate_seconds) + 1),
-                 "--output", str(out)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            exe, pid = py_spy(), running.stack.pid("ingress")
+            if exe is None or pid is None:
+                parser.error("--spy needs py-spy (make install) and a running ingress")
+            PROFILE.parent.mkdir(parents=True, exist_ok=True)
+            spy = record(exe, pid, args.saturate_seconds + 1, PROFILE)
         meter = bench.meter()
         meter.start()
         sat = gen.saturate(
@@ -105,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"saturated: {sat['per_s']:.0f}/s accepted, CPU s per 1,000: {per_1000}")
         if spy is not None:
             spy.wait(timeout=60)
-            print(summarise(ROOT / "bench-results" / "profile-ingress.txt", top=25))
+            print(summarise(PROFILE, top=25))
         links.purge(queues)
         runs = [("steady", args.rate, args.seconds)]
         if args.overload > 0:

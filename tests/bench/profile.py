@@ -74,6 +74,21 @@ def summarise(raw: Path, top: int = 15) -> str:
     return "\n".join(lines)
 
 
+def py_spy() -> str | None:
+    """py-spy on PATH or beside this interpreter (make install puts it in the venv)."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+
+
+def record(spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` for `seconds` into `out` (raw collapsed stacks)."""
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking",
+         "--duration", str(int(seconds)), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make profile", description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=80, help="customer messages per second")
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
     )
     args = parser.parse_args(argv)
-    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    spy = py_spy()
     if spy is None:
         parser.error("py-spy is not installed (make install)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -96,23 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.openai.set_latency(args.llm)
         pids = bench.service_pids()
         spies = {
-            name: subprocess.Popen(
-                [
-                    spy,
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--format",
-                    "raw",
-                    "--nonblocking",
-                    "--duration",
-                    str(int(args.seconds)),
-                    "--output",
-                    str(args.out / f"{name}.txt"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            name: record(spy, pid, args.seconds, args.out / f"{name}.txt")
             for name, pid in pids.items()
         }
         time.sleep(0.5)  # py-spy attaches before the load starts
