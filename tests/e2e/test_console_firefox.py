@@ -64,6 +64,12 @@ def test_an_agent_handles_a_conversation_in_firefox(running: Running, firefox: F
     item = f'[data-testid="inbox-item"][data-conversation-id="{cid}"]'
     ff.wait_for(f"!!document.querySelector({json.dumps(item)})")  # live, no reload
     wait_for(lambda: "echo: hello from Firefox" in running.graph.texts_to(customer))
+    # The name is the contacts read model's, which may come a moment after the
+    # conversation's (CI saw the number as the title once): a fence before the page asks.
+    wait_for(
+        lambda: tenant.call("GET", f"/v1/conversations/{cid}").json["contact"]["name"] == XSS,
+        message="the contact's name in the read model",
+    )
     ff.click(item + " button")
     _state(ff, "bot")
     ff.wait_for("document.querySelectorAll('[data-testid=message]').length >= 2")
