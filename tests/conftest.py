@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -10,7 +11,7 @@ import pytest_asyncio
 
 from shared.eventstore.postgres import create_pool
 from tests.support.fakes import FakeGraphAPI, FakeOpenAI
-from tests.support.infra import Infra, start_infra
+from tests.support.infra import Infra, _run, _with_path, start_infra
 
 GRAPH_ACCESS_TOKEN = "test-token"
 OPENAI_API_KEY = "test-key"
@@ -34,6 +35,26 @@ def amqp_url(infra: Infra) -> str:
 @pytest.fixture(scope="session")
 def database_url(infra: Infra) -> str:
     return infra.database_url
+
+
+@pytest.fixture
+def fresh_database_url(database_url: str) -> Iterator[str]:
+    """A database of its own, empty (no migrations run), dropped after the test."""
+    name = f"sub_{uuid.uuid4().hex[:12]}"
+    admin = _with_path(database_url, "/postgres")
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run(execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_path(database_url, "/" + name)
+    finally:
+        _run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest_asyncio.fixture

@@ -361,9 +361,13 @@ class PostgresEventStore:
         if not wanted:
             return out
         async with self._connection() as conn:
+            # One index probe per stream, whatever the statistics say: as `stream_name =
+            # ANY($1)`, a generic plan made while the log was a few pages stayed a scan of
+            # the whole log as it grew (tests/integration/test_stale_plans.py).
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM events WHERE stream_name = ANY($1::text[])"
-                " ORDER BY stream_name, stream_version",
+                "SELECT e.* FROM unnest($1::text[]) AS s(name) CROSS JOIN LATERAL"
+                f" (SELECT {_COLUMNS} FROM events WHERE stream_name = s.name"
+                " ORDER BY stream_version) e",
                 wanted,
             )
             for recorded in await self._records(conn, rows):

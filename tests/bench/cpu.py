@@ -13,7 +13,10 @@ With `--idle S` it first measures the stack doing nothing for S seconds (CPU ms 
 of each process, commits per second): what every message's figure carries at a low rate.
 
 Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
-       [--idle 0] [--env PRIVACY_ENCRYPTION=false]
+       [--idle 0] [--env PRIVACY_ENCRYPTION=false] [--statements]
+
+`--statements` prints, per step, the statements the database ran per message (calls, time);
+it needs `shared_preload_libraries = 'pg_stat_statements'` on the server.
 """
 
 from __future__ import annotations
@@ -91,6 +94,35 @@ def idle(bench: Bench, seconds: float) -> dict[str, float]:
     return out
 
 
+def reset_statements(bench: Bench) -> None:
+    """Zero pg_stat_statements (needs it in shared_preload_libraries; see the docstring)."""
+    assert bench.links is not None
+    bench.links.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    bench.links.sql("SELECT pg_stat_statements_reset()")
+
+
+def statements(bench: Bench, messages: int, top: int = 25) -> list[dict[str, Any]]:
+    """The bench database's statements since `reset_statements`, by total time: calls and
+    milliseconds per message, mean ms per call, and the statement's start."""
+    assert bench.links is not None
+    rows = bench.links.sql(
+        "SELECT calls, total_exec_time, query FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " ORDER BY total_exec_time DESC LIMIT $1",
+        top,
+    )
+    n = max(1, messages)
+    return [
+        {
+            "calls_per_msg": round(r["calls"] / n, 2),
+            "ms_per_msg": round(r["total_exec_time"] / n, 3),
+            "ms_per_call": round(r["total_exec_time"] / max(1, r["calls"]), 3),
+            "query": " ".join(r["query"].split())[:160],
+        }
+        for r in rows
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests.bench.cpu", description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=60.0)
@@ -99,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=0.0, help="seconds measured idle first")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="print each step's statements per message (pg_stat_statements preloaded)",
     )
     args = parser.parse_args(argv)
     bench = Bench(Plan.make(quick=True), dict(kv.split("=", 1) for kv in args.env))
@@ -116,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         for _ in range(args.steps):
             before, syncs_before = db_counts(bench)
+            if args.statements:
+                reset_statements(bench)
             step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
             acc = step["accounting"]
             figures = per_message(step)
@@ -134,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                 f" {acc['answered'] / max(1, step['accepted']):.1%}, lost {acc['lost']}"
                 f" dup {acc['duplicates']} ooo {acc['out_of_order']}"
             )
+            if args.statements:
+                for row in statements(bench, step["accepted"]):
+                    log(
+                        f"  {row['calls_per_msg']:6.2f} calls {row['ms_per_msg']:7.3f} ms"
+                        f" ({row['ms_per_call']:.3f}/call)  {row['query']}"
+                    )
             failed |= bool(acc["lost"] or acc["duplicates"] or acc["out_of_order"])
     finally:
         bench.teardown()

@@ -30,7 +30,6 @@ from shared.eventstore.migrate import migrate
 from shared.eventstore.postgres import PostgresEventStore, create_pool
 from shared.eventstore.subscription import Batch, CheckpointMoved, Subscription, checkpoint
 from shared.stack import ROOT
-from tests.support.infra import _run, _with_path
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -580,25 +579,6 @@ async def test_a_stop_request_is_not_held_hostage_by_an_outage(
 
 
 # --- the relay's checkpoint moves into subscription_checkpoints -------------------------------
-
-
-@pytest.fixture
-def fresh_database_url(database_url: str) -> Any:
-    name = f"sub_{uuid.uuid4().hex[:12]}"
-    admin = _with_path(database_url, "/postgres")
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    _run(execute(f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_path(database_url, "/" + name)
-    finally:
-        _run(execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def test_the_relays_checkpoint_row_is_honoured_after_the_upgrade(
