@@ -118,6 +118,9 @@ async def _settle(settings: Settings) -> dict[str, int]:
             swept = await sweep_tombstones(conn)
         await install_privacy(settings, pool)
         rebuilt = await rebuild(pool)
+        # pg_restore leaves the planner no statistics: gathered once for the whole database
+        # rather than waiting for autovacuum (if it runs at all) to find the tables grown.
+        await pool.execute("ANALYZE")
     finally:
         await pool.close()
     return {**swept, **{f"rebuilt {k}": v for k, v in rebuilt.items()}}
