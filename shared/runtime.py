@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -193,6 +194,15 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
+def settle_garbage_collector() -> None:
+    """What start-up made (modules, classes, settings, pools, the consumers) lives as long as
+    the process: moved out of the cyclic collector's sight (gc.freeze), so that its full
+    collections scan only what the work makes. Ingress's took 20-86 ms of wall time over
+    some 70,000 objects, a stall for every webhook waiting on the loop meanwhile."""
+    gc.collect()
+    gc.freeze()
+
+
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error(
@@ -239,6 +249,7 @@ async def run_parts(
             task = asyncio.create_task(make(), name=f"{name}.{make.__name__}")
             task.add_done_callback(_log_crash)
             tasks.append(task)
+        settle_garbage_collector()
         log.info("started", extra={"fields": {"address": settings.bind_address, "port": port}})
         await until()
         log.info("stopping")

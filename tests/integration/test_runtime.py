@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -170,6 +171,32 @@ async def test_a_broker_only_service_is_ready_on_the_broker_alone(
     run = started(settings, build, broker=True, database=False)
     await run.serving()
     assert (await run.get("/readyz"))[:2] == (200, "ok")
+
+
+async def test_what_start_up_made_is_out_of_the_collectors_scans_once_serving(
+    started: Callable[..., Running], amqp_url: str, tmp_path: Path
+) -> None:
+    """gc.freeze after the start: a full collection then scans only what the work made
+    (ingress's took about 20 ms each before, with some 57,000 start-up objects)."""
+
+    class Made:
+        pass
+
+    made = Made()
+    made.me = made  # type: ignore[attr-defined]  # a cycle: the collector tracks it
+
+    async def build(infra: Infra) -> Parts:
+        return Parts()
+
+    gc.unfreeze()
+    assert any(o is made for o in gc.get_objects())
+    try:
+        run = started(settings_for(amqp_url, "", tmp_path), build, broker=True, database=False)
+        await run.serving()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is made for o in gc.get_objects())
+    finally:
+        gc.unfreeze()  # the rest of the tests' process as it was
 
 
 async def test_services_bind_loopback_by_default_and_bind_address_moves_them(
