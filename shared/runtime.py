@@ -197,8 +197,9 @@ async def wait_for_signal() -> None:
 def settle_garbage_collector() -> None:
     """What start-up made (modules, classes, settings, pools, the consumers) lives as long as
     the process: moved out of the cyclic collector's sight (gc.freeze), so that its full
-    collections scan only what the work makes. Ingress's took 20-86 ms of wall time over
-    some 70,000 objects, a stall for every webhook waiting on the loop meanwhile."""
+    collections scan only what the work makes. Ingress's took 18-22 ms of wall time over
+    some 57,000 start-up objects at 1,000 webhooks/s (0.6 ms frozen), a stall for every
+    webhook waiting on the loop meanwhile."""
     gc.collect()
     gc.freeze()
 

@@ -39,15 +39,6 @@ class KeyNotLoaded(Exception):
     """The cipher was asked for a key nobody loaded first: a bug in the store's preparing."""
 
 
-# One primary-key probe per key, whatever the statistics say (`key_id = ANY($1)` kept a
-# plan made for a table of a few rows, a scan of every key, as the table grew: see
-# tests/integration/test_stale_plans.py). LIMIT 1 keeps the join a loop of probes.
-READ_KEYS = (
-    "SELECT k.key_id, k.wrapped FROM unnest($1::text[]) AS s(id) CROSS JOIN LATERAL"
-    " (SELECT key_id, wrapped FROM customer_keys WHERE key_id = s.id LIMIT 1) k"
-)
-
-
 class KeyRing:
     """Wraps, unwraps and caches data keys; reads and writes them on the connection it is
     given (the store's own), so that a key is created in the transaction of its first event.
@@ -182,7 +173,8 @@ class KeyRing:
                     rows,
                 )
         if found is None:
-            found = await conn.fetch(READ_KEYS, list(wanted))
+            # One probe per key, not `= ANY` (migration 0036 says why).
+            found = await conn.fetch("SELECT * FROM read_customer_keys($1::text[])", list(wanted))
         for row in found:
             box = row["wrapped"]
             aead = None if box is None else AESGCM(self.unwrap(bytes(box), row["key_id"]))

@@ -110,6 +110,10 @@ def test_a_restored_backup_serves_the_same_conversations_and_no_one_erased_since
             )
             == []
         )
+        # The restore analysed what it loaded (pg_restore leaves no statistics).
+        assert restored.sql(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'events'"
+        )[0]["last_analyze"]
     finally:
         if restored is not None:
             restored.close()
