@@ -128,13 +128,20 @@ async def list_contacts(call: Call) -> Reply:
     return Reply(200, page)
 
 
-async def get_contact(call: Call) -> Reply:
-    inputs.known_query(call.request, ())
-    found = await queries.get_contact(
-        call.deps.pool, call.business_id, call.path("contact_id", "contact")
-    )
+async def contact_of(call: Call, contact: str) -> s.Contact:
+    """The business's contact, or 404 once the contacts read model has caught up with the
+    log (a webhook, or a conversation's answer naming it, may be a moment ahead of it)."""
+    found = await queries.get_contact(call.deps.pool, call.business_id, contact)
+    if found is None and await call.deps.consistency.settle(CONTACTS):
+        found = await queries.get_contact(call.deps.pool, call.business_id, contact)
     if found is None:
         raise not_found("contact")
+    return found
+
+
+async def get_contact(call: Call) -> Reply:
+    inputs.known_query(call.request, ())
+    found = await contact_of(call, call.path("contact_id", "contact"))
     await access.record(call, found.id, "contact")
     return Reply(200, found)
 
@@ -191,8 +198,7 @@ async def update_contact(call: Call) -> Reply:
     the_id = call.path("contact_id", "contact")
     body, _ = await inputs.body(call.request, s.PatchContact)
     business = call.business_id
-    if await queries.get_contact(call.deps.pool, business, the_id) is None:
-        raise not_found("contact")
+    await contact_of(call, the_id)
     changes: dict[str, Any] = {
         name: getattr(body, name)
         for name in ("tags", "attributes", "marketing_opt_out")
