@@ -13,7 +13,13 @@ With `--idle S` it first measures the stack doing nothing for S seconds (CPU ms 
 of each process, commits per second): what every message's figure carries at a low rate.
 
 Usage: .venv/bin/python -m tests.bench.cpu [--rate 60] [--seconds 20] [--steps 3]
-       [--idle 0] [--env PRIVACY_ENCRYPTION=false] [--statements]
+       [--idle 0] [--env PRIVACY_ENCRYPTION=false] [--statements] [--customers N]
+
+`--customers N`: each step's messages come from N customers in turn (default, as the
+bench's: rate x 4 and at least 100, each writing every ~4 s). Every step has customers of
+its own, so with N at least rate x seconds every message is a first contact, and with N at
+most the rate nearly every message is from a customer met a moment before: the two sides
+of what a first contact costs.
 
 `--statements` prints, per step, the statements the database ran per message (calls, time);
 it needs `shared_preload_libraries = 'pg_stat_statements'` on the server.
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--idle", type=float, default=0.0, help="seconds measured idle first")
     parser.add_argument(
+        "--customers", type=int, default=None, help="customers per step (default rate x 4)"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
     )
     parser.add_argument(
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             before, syncs_before = db_counts(bench)
             if args.statements:
                 reset_statements(bench)
-            step = bench.e2e_step(args.rate, args.seconds, llm=0.0)
+            step = bench.e2e_step(args.rate, args.seconds, llm=0.0, customers=args.customers)
             acc = step["accounting"]
             figures = per_message(step)
             # Transactions the database committed per message, and the WAL flushes they
