@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--idle", type=float, default=0.0, help="seconds measured idle first")
     parser.add_argument(
-        "--customers", type=int, default=None, help="customers per step (default rate x 4)"
+        "--customers",
+        type=int,
+        default=None,
+        help="customers per step (default: rate x 4, at least 100)",
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="extra stack setting"
