@@ -446,6 +446,41 @@ async def test_append_batch_retried_whole_reports_duplicates(store: EventStore) 
     assert len(await store.read_stream(a)) == len(await store.read_stream(b)) == 1
 
 
+async def test_append_batch_naming_a_stream_twice_appends_its_writes_in_turn(
+    store: EventStore,
+) -> None:
+    a, b = new_stream(), new_stream()
+    e1, e2, e3 = ev(1), ev(2), ev(3)
+
+    result = await store.append_batch(
+        [StreamWrite(a, [e1], NO_STREAM), StreamWrite(b, [e2]), StreamWrite(a, [e3], 0)]
+    )
+
+    assert [[(x.event_id, x.stream_version) for x in r] for r in result] == [
+        [(e1.id, 0)],
+        [(e2.id, 0)],
+        [(e3.id, 1)],
+    ]
+    assert [data_of(r) for r in await store.read_stream(a)] == [{"n": 1}, {"n": 3}]
+    with pytest.raises(WrongExpectedVersion):  # the second write sees the first's event
+        await store.append_batch([StreamWrite(b, [ev(4)], 0), StreamWrite(b, [ev(5)], 0)])
+    assert len(await store.read_stream(b)) == 1
+
+
+async def test_append_batch_holding_one_new_event_twice_stores_it_once(
+    store: EventStore,
+) -> None:
+    a, b = new_stream(), new_stream()
+    twice = ev(1)
+
+    first, second = await store.append_batch([StreamWrite(a, [twice]), StreamWrite(b, [twice])])
+
+    assert (first[0].duplicate, second[0].duplicate) == (False, True)
+    assert second[0].global_position == first[0].global_position
+    assert [r.id for r in await store.read_stream(a)] == [twice.id]
+    assert await store.read_stream(b) == []
+
+
 async def test_append_batch_of_nothing_is_a_no_op(store: EventStore) -> None:
     assert await store.append_batch([]) == []
     assert await store.append_batch([StreamWrite(new_stream(), [])]) == [[]]

@@ -9,6 +9,8 @@ when it holds tens of thousands of rows: `stream_name = ANY($1)` became a scan o
 log for every new customer (the bench's burst of first contacts: 522 buffers a read at 30,000
 events, against 12 by the index). Counted with the table's sequential-scan statistics.
 
+The appends of every message (append_to_streams, migration 0037) are checked the same way.
+
 The data keys' read (`key_id = ANY($1)`) did the same in the bench (customer_keys scanned
 for every batch of keys), though this test does not make PostgreSQL choose that plan: its
 half here checks that the probe form keeps to the primary key, not that the old one scanned.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncpg
 
 from shared.crypto.datakeys import KeyRing
-from shared.eventstore import NewEvent, Unrecognised
+from shared.eventstore import NO_STREAM, NewEvent, StreamWrite, Unrecognised
 from shared.eventstore.migrate import migrate
 from shared.eventstore.postgres import PostgresEventStore, init_connection
 from tests.integration.test_privacy_store import MASTER
@@ -60,6 +62,18 @@ async def test_new_customers_reads_use_the_index_after_the_tables_grew_unanalyse
             )
             assert [r.event.data["n"] for r in found["conversation-c1"]] == [1]
             assert found[f"identity-b.p{reads}"] == []
+            # Appends as the services make them (append_to_streams: 0037's one insert).
+            written = await store.append_batch(
+                [
+                    StreamWrite(f"inbox-n{reads}", [NewEvent(Unrecognised(type="T", data={}))]),
+                    StreamWrite(
+                        f"conversation-n{reads}",
+                        [NewEvent(Unrecognised(type="T", data={})) for _ in range(2)],
+                        NO_STREAM,
+                    ),
+                ]
+            )
+            assert [[a.stream_version for a in w] for w in written] == [[0], [0, 1]]
             await ring.load(conn, [f"key-a{reads}", f"key-b{reads}"])  # read only
             await ring.load(conn, [f"key-c{reads}", f"key-d{reads}"], create=True)
             async with conn.transaction():  # inside a transaction: insert, then read
