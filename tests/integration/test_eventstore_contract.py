@@ -481,6 +481,22 @@ async def test_append_batch_holding_one_new_event_twice_stores_it_once(
     assert await store.read_stream(b) == []
 
 
+async def test_a_stream_given_no_events_in_a_batch_is_not_checked(pg_pool: asyncpg.Pool) -> None:
+    """In SQL (the store drops empty writes before it): nothing of that stream is new."""
+    a, b = new_stream(), new_stream()
+    rows = await pg_pool.fetch(
+        "SELECT * FROM append_to_streams($1, $2, $3, $4, $5, $6, $7)",
+        [a, b],
+        [5, -1],
+        [0, 1],
+        [uuid.uuid4()],
+        ["Happened"],
+        ["{}"],
+        ["{}"],
+    )
+    assert [(r["stream_index"], r["stream_version"]) for r in rows] == [(2, 0)]
+
+
 async def test_append_batch_of_nothing_is_a_no_op(store: EventStore) -> None:
     assert await store.append_batch([]) == []
     assert await store.append_batch([StreamWrite(new_stream(), [])]) == [[]]
